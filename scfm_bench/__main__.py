@@ -1,0 +1,3 @@
+from scfm_bench.cli import main
+
+main()

@@ -1,0 +1,117 @@
+"""The Adapter contract. Adapters only turn data into embeddings: device placement, batching,
+precision, caching, validation and timing belong to scfm_bench.embed.
+
+Baselines that need the whole dataset at once (PCA, Harmony, scVI) return ``whole_dataset(adata)``
+from ``prepare``: a single item that ``embed_batch`` turns into the full matrix. Per-cell models
+(the scFMs) return one item per cell with ``lengths`` so the engine can bucket by sequence length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import numpy as np
+    from anndata import AnnData
+
+
+class InputSpec(BaseModel):
+    """What a model needs from a dataset."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gene_id_namespace: Literal["symbol", "ensembl", "any"] = "any"
+    raw_counts: bool = False
+    organism: str = "any"
+    max_genes: int | None = None
+    needs_gpu: bool = False
+    needs_batch: bool = False
+    needs_label: bool = False
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Tokenised input: ``collate(dataset[i:j])`` is what ``embed_batch`` receives."""
+
+    dataset: Sequence[Any]
+    collate: Callable[[list[Any]], Any]
+    n_cells: int
+    lengths: Sequence[int] | None = None  # tokens per item, for length-bucketed batching
+    whole: bool = False  # one item = the whole dataset (transductive baselines)
+
+
+def whole_dataset(adata: "AnnData") -> Prepared:
+    return Prepared(dataset=[adata], collate=lambda items: items[0], n_cells=adata.n_obs, whole=True)
+
+
+class Adapter:
+    """Base class. Subclasses set the metadata and implement prepare/embed_batch (load if stateful).
+
+    ``params`` are validated by the subclass's ``Params`` model (``--model-param KEY.NAME=VALUE``);
+    ``seed`` drives every random choice the adapter makes.
+    """
+
+    key: ClassVar[str]
+    display_name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    weights_id: ClassVar[str | None] = None
+    licence: ClassVar[str] = "BSD-3-Clause"
+    kind: ClassVar[Literal["baseline", "control", "scfm", "external"]] = "baseline"
+    description: ClassVar[str] = ""
+    input_spec: ClassVar[InputSpec] = InputSpec()
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, params: BaseModel | dict | None = None, *, seed: int = 0) -> None:
+        self.params = params if isinstance(params, BaseModel) else self.Params.model_validate(params or {})
+        self.seed = seed
+        self.device = "cpu"
+
+    def check(self, adata: "AnnData") -> None:
+        """Raise ConfigError before anything runs if this model cannot use ``adata`` as configured."""
+
+    def load(self, device: str) -> None:
+        """Load weights onto ``device``; baselines have nothing to load."""
+        self.device = device
+
+    def prepare(self, adata: "AnnData") -> Prepared:
+        return whole_dataset(adata)
+
+    def embed_batch(self, batch: Any) -> "np.ndarray":
+        raise NotImplementedError
+
+    # -- helpers shared by baselines --------------------------------------------------------------
+    def record_params(self) -> dict[str, Any]:
+        """Parameters that identify the embedding (cache key and records)."""
+        return self.params.model_dump(mode="json")
+
+
+def obs_column(adata: "AnnData", role: Literal["label", "batch"], model: str) -> "np.ndarray":
+    """The label or batch column the runner declared in ``uns["scfm_bench_fields"]``."""
+    from scfm_bench.exceptions import CellSkipped
+
+    key = adata.uns.get("scfm_bench_fields", {}).get(role)
+    if key is None or key not in adata.obs:
+        raise CellSkipped(f"model {model!r} needs a {role} column, and the dataset declares none (set fields.{role} or --{role}-key).")
+    return adata.obs[key].astype(str).to_numpy()
+
+
+def require(module: str, extra: str, model: str):
+    """Import an optional dependency or say which extra installs it."""
+    import importlib
+
+    from scfm_bench.exceptions import MissingDependencyError
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingDependencyError(
+            f"model {model!r} needs the Python package {module!r} ({e}). Install it with: pip install 'scfm-bench[{extra}]'"
+        ) from None

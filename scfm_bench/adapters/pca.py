@@ -1,0 +1,25 @@
+"""PCA baseline: the principal components of the log-normalised HVG expression (preprocessing's X_pca)."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from scfm_bench.adapters._base import Adapter
+from scfm_bench.registry import ADAPTERS
+
+
+class PCAParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n_comps: int | None = Field(None, ge=2, description="Keep the first n components (default: all computed).")
+
+
+@ADAPTERS.register("pca")
+class PCA(Adapter):
+    key = "pca"
+    display_name = "PCA"
+    description = "First principal components of the log-normalised HVG expression."
+    Params = PCAParams
+
+    def embed_batch(self, adata) -> np.ndarray:
+        return np.asarray(adata.obsm["X_pca"][:, : self.params.n_comps], dtype=np.float32)

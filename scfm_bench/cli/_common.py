@@ -1,0 +1,46 @@
+"""Options and helpers shared by the commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+SuiteDir = Annotated[
+    Path | None,
+    typer.Option("--suite-dir", help="Folder with datasets.yaml, tasks/ and metrics/ (default: ./ if it has datasets.yaml, else the packaged suite)."),
+]
+
+
+def err_console():
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+def out_console():
+    """Standard output; wide when redirected (logs, CI), so tables are not squeezed to 80 columns."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 240)
+
+
+def settings(**overrides):
+    """Settings from SCFM_BENCH_* environment, then CLI overrides (those that were given)."""
+    from scfm_bench.exceptions import ConfigError
+    from scfm_bench.settings import Settings
+
+    try:
+        s = Settings()
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(s, k, v)
+    except ValidationError as e:
+        raise ConfigError("Invalid setting: " + "; ".join(
+            f"{'.'.join(map(str, er['loc'])) or 'value'} (SCFM_BENCH_{str(er['loc'][0]).upper() if er['loc'] else ''} or flag): {er['msg']}"
+            for er in e.errors())) from None
+    return s

@@ -1,0 +1,75 @@
+"""``scfm-bench list models|tasks|metrics|datasets``."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from scfm_bench.cli._common import SuiteDir, out_console
+
+
+class What(str, Enum):
+    models = "models"
+    tasks = "tasks"
+    metrics = "metrics"
+    datasets = "datasets"
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("list")(list_items)
+
+
+def rows(what: What, suite_dir=None) -> list[dict]:
+    from scfm_bench.registry import ADAPTERS, METRICS, TASKS
+
+    if what is What.models:
+        return [{"key": k, "name": a.display_name, "kind": a.kind, "version": a.version, "licence": a.licence,
+                 "needs": ", ".join(n for n, v in a.input_spec.model_dump().items() if v is True) or "-",
+                 "description": a.description} for k, a in ADAPTERS.items()]
+    if what is What.tasks:
+        from scfm_bench.config import load_suite
+
+        suite = load_suite(suite_dir)
+        return [{"name": name, "task": tc.task, "metric_suite": tc.metric_suite or TASKS.get(tc.task).default_suite,
+                 "datasets": ", ".join(tc.datasets), "models": ", ".join(tc.models), "seeds": ", ".join(map(str, tc.seeds)),
+                 "description": tc.description} for name, tc in sorted(suite.tasks.items())]
+    if what is What.metrics:
+        return [{"key": k, "label": m.spec.label, "family": m.spec.family,
+                 "direction": "higher" if m.spec.higher_is_better else "lower", "range": list(m.spec.range),
+                 "inputs": ", ".join(m.spec.inputs), "outputs": ", ".join(m.spec.outputs or ()) or "-",
+                 "options": ", ".join(f"{n}={v!r}" for n, v in m.options().items()) or "-"} for k, m in METRICS.items()]
+    from scfm_bench.config import load_suite
+
+    suite = load_suite(suite_dir)
+    return [{"name": n, "source": e.source, "organism": e.organism, "label": e.fields.label or "-",
+             "batch": e.fields.batch or "-", "licence": e.licence or "-", "simulated": e.simulated or "no",
+             "description": e.description} for n, e in sorted(suite.catalogue.datasets.items())]
+
+
+def list_items(
+    what: Annotated[What, typer.Argument(help="What to list.")],
+    format: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
+    suite_dir: SuiteDir = None,
+) -> int:
+    """List registered models, tasks, metrics, or catalogue datasets."""
+    items = rows(what, suite_dir)
+    if format is Format.json:
+        typer.echo(json.dumps(items, indent=2, default=str))
+        return 0
+    from rich.table import Table
+
+    table = Table(title=what.value, show_lines=False)
+    for col in items[0] if items else []:
+        table.add_column(col, overflow="fold", max_width=60 if col == "description" else None)
+    for item in items:
+        table.add_row(*(str(v) for v in item.values()))
+    out_console().print(table)
+    return 0

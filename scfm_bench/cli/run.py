@@ -1,0 +1,83 @@
+"""``scfm-bench run``: the benchmark matrix, locally, into records and a leaderboard."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scfm_bench.cli._common import SuiteDir, err_console, out_console, settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+def run(
+    task: Annotated[list[str], typer.Option("--task", "-t", help="Task name(s) from tasks/ (default: all).")] = [],
+    dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="Dataset name from datasets.yaml, or a path to an .h5ad.")] = [],
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Model key(s) (default: the task's models).")] = [],
+    seeds: Annotated[list[int], typer.Option("--seeds", help="Seeds, e.g. --seeds 0 1 2 (default: the task's).")] = [],
+    model_param: Annotated[list[str], typer.Option("--model-param", help="MODEL.KEY=VALUE, e.g. precomputed.obsm_key=X_mine.")] = [],
+    label_key: Annotated[str | None, typer.Option(help="obs column with cell-type labels (for an .h5ad --dataset).")] = None,
+    batch_key: Annotated[str | None, typer.Option(help="obs column with batches.")] = None,
+    ontology_key: Annotated[str | None, typer.Option(help="obs column with Cell Ontology ids.")] = None,
+    counts_layer: Annotated[str | None, typer.Option(help="Layer with raw integer counts ('X' or a layers key).")] = None,
+    round_counts: Annotated[bool, typer.Option("--round-counts", help="Round counts deposited as non-integers instead of refusing them.")] = False,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where run records go.")] = Path("results"),
+    resume: Annotated[bool, typer.Option(help="Skip cells whose records (all ok) and cached embeddings exist.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the dataset x model x task x seed matrix and exit.")] = False,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (env SCFM_BENCH_DEVICE).")] = None,
+    suite_dir: SuiteDir = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the final table.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> int:
+    """Run the benchmark: with no arguments, the packaged default suite on the embedded default dataset."""
+    from scfm_bench.cli import configure_logging
+    from scfm_bench.progress import set_enabled
+    from scfm_bench.runner import RunOptions, build_plan, execute
+
+    configure_logging(-1 if quiet else (1 if verbose else 0))
+    set_enabled(not quiet and sys.stderr.isatty())
+    cfg = settings(device=device)
+    opts = RunOptions(suite_dir=suite_dir, tasks=task, datasets=dataset, models=model, seeds=seeds,
+                      model_params=model_param, label_key=label_key, batch_key=batch_key,
+                      ontology_key=ontology_key, counts_layer=counts_layer,
+                      round_counts=round_counts)
+    plan = build_plan(opts, env_seed=cfg.seed)
+    if dry_run:
+        _print_matrix(plan)
+        return 0
+    summary = execute(plan, cfg, output_dir=output_dir, resume=resume, command_line=["scfm-bench", *sys.argv[1:]])
+    _print_summary(summary)
+    return summary.exit_code
+
+
+def _print_matrix(plan) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{len(plan.cells)} cells (suite: {plan.suite.root})")
+    for col in ("task", "dataset", "model", "seed", "metric suite"):
+        table.add_column(col)
+    for c in plan.cells:
+        table.add_row(c.task, c.dataset, c.model, str(c.seed), plan.metric_suites[c.task][0])
+    out_console().print(table)
+
+
+def _print_summary(summary) -> None:
+    from scfm_bench.leaderboard import build_leaderboard, render_terminal
+
+    console = out_console()
+    if summary.records:
+        render_terminal(build_leaderboard(summary.records), console)
+    n = {s: len({r.cell for r in summary.records if r.status == s}) for s in ("ok", "skipped", "failed")}
+    msg = (f"run {summary.run_id}: records in {summary.run_dir} — cells with failures: {n['failed']}, "
+           f"with skips: {n['skipped']}")
+    if summary.resumed:
+        msg += f", resumed (not re-run): {len(summary.resumed)}"
+    err_console().print(msg, highlight=False)
+    for r in summary.records:
+        if r.status != "ok" and r.metric == "*":
+            err_console().print(f"  {r.status}: {r.task} · {r.dataset} · {r.model} · seed {r.seed}: {r.reason}", highlight=False, markup=False)

@@ -1,0 +1,121 @@
+"""Schemas of datasets.yaml, tasks/*.yaml and metrics/*.yaml. Unknown keys are errors (extra="forbid")."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldMap(_Strict):
+    """Where a dataset keeps what the tasks need."""
+
+    label: str | None = Field(None, description="obs column with cell-type labels")
+    batch: str | None = Field(None, description="obs column with batch ids")
+    ontology_id: str | None = Field(None, description="obs column with Cell Ontology ids (CL:nnnnnnn)")
+    gene_ids: str = Field("var_names", description="'var_names' or a var column holding gene ids")
+    gene_id_namespace: Literal["symbol", "ensembl"] = "symbol"
+    counts_layer: str = Field("X", description="'X', 'raw.X', or the layers key holding raw integer counts")
+    non_integer_counts: Literal["refuse", "round"] = Field(
+        "refuse", description="Counts deposited as non-integers (e.g. some plate-based protocols): refuse, or round half-up")
+
+
+class DatasetEntry(_Strict):
+    source: Literal["builtin", "url", "file"]
+    description: str = ""
+    builder: str | None = Field(None, description="builtin only: name of the generator in scfm_bench.data")
+    params: dict[str, Any] = Field(default_factory=dict, description="builtin only: generator parameters")
+    url: str | None = None
+    sha256: str | None = Field(None, description="url/file: expected sha256; recorded on first fetch if absent")
+    filename: str | None = Field(None, description="url: file name in the data directory")
+    path: str | None = Field(None, description="file: path, relative to the suite directory or absolute")
+    organism: str = "human"
+    licence: str | None = None
+    citation: str | None = None
+    simulated: str | None = Field(None, description="What part of the data is simulated, said plainly")
+    fields: FieldMap = Field(default_factory=FieldMap)
+    min_cells_per_batch: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> "DatasetEntry":
+        need = {"builtin": ["builder"], "url": ["url", "filename"], "file": ["path"]}[self.source]
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"source {self.source!r} needs {', '.join(missing)}")
+        return self
+
+
+class Catalogue(_Strict):
+    version: int = 1
+    datasets: dict[str, DatasetEntry]
+
+
+class TaskConfig(_Strict):
+    """One benchmark task instance (tasks/<name>.yaml)."""
+
+    task: str = Field(description="Registered task key, e.g. batch_integration")
+    description: str = ""
+    datasets: list[str]
+    models: list[str]
+    metric_suite: str | None = Field(None, description="metrics/<name>.yaml; default: the task's own default")
+    params: dict[str, Any] = Field(default_factory=dict)
+    model_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+
+
+class MetricEntry(_Strict):
+    id: str = Field(description="Column name in records and leaderboards")
+    metric: str = Field(description="Registered metric key")
+    output: str | None = Field(None, description="For metrics returning several values: which one")
+    family: str = Field(description="bio / batch / ontology / ...")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class AggregateSpec(_Strict):
+    """A derived score: the (weighted) mean of metric ids, of a family's metrics, or of other aggregates."""
+
+    id: str
+    of: list[str] | None = None
+    family: str | None = None
+    weights: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "AggregateSpec":
+        if sum(x is not None for x in (self.of, self.family, self.weights)) != 1:
+            raise ValueError(f"aggregate {self.id!r} needs exactly one of of/family/weights")
+        return self
+
+
+class MetricSuite(_Strict):
+    description: str = ""
+    version: int = 1
+    metrics: list[MetricEntry]
+    aggregates: list[AggregateSpec] = Field(default_factory=list)
+    primary: str | None = Field(None, description="Metric or aggregate id that ranks the leaderboard")
+    min_max_scale: bool = Field(False, description="Aggregates over min-max-scaled metrics (scib-metrics option)")
+
+    @model_validator(mode="after")
+    def _ids(self) -> "MetricSuite":
+        ids = [m.id for m in self.metrics] + [a.id for a in self.aggregates]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate ids: {sorted(dup)}")
+        known = set()
+        for m in self.metrics:
+            known.add(m.id)
+        families = {m.family for m in self.metrics}
+        for a in self.aggregates:
+            refs = a.of or list(a.weights or {})
+            bad = [r for r in refs if r not in known]
+            if bad:
+                raise ValueError(f"aggregate {a.id!r} refers to unknown ids {bad}")
+            if a.family is not None and a.family not in families:
+                raise ValueError(f"aggregate {a.id!r}: no metric of family {a.family!r}")
+            known.add(a.id)
+        if self.primary is not None and self.primary not in known:
+            raise ValueError(f"primary {self.primary!r} is not a metric or aggregate id")
+        return self

@@ -1,0 +1,138 @@
+"""Run an adapter over a dataset: cache lookup, device, batching, OOM back-off, validation, timings."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from scfm_bench.adapters._base import Adapter, Prepared
+from scfm_bench.embed.cache import EmbeddingCache, cache_key
+from scfm_bench.embed.memory import PeakMemory
+from scfm_bench.exceptions import CellFailed
+from scfm_bench.progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbeddingResult:
+    X: np.ndarray
+    cache_key: str
+    cached: bool
+    prepare_s: float | None = None
+    embed_s: float | None = None
+    peak_ram_mb: float | None = None
+    peak_gpu_mb: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def validate_embedding(X: Any, n_cells: int, model: str) -> np.ndarray:
+    """Reject garbage with the reason: wrong shape, non-finite values, or no variation."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise CellFailed(f"model {model!r} returned an array of shape {X.shape}; expected (n_cells, dim).")
+    if X.shape[0] != n_cells:
+        raise CellFailed(f"model {model!r} returned {X.shape[0]} rows for {n_cells} cells.")
+    if X.shape[1] == 0:
+        raise CellFailed(f"model {model!r} returned an embedding with 0 dimensions.")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise CellFailed(f"model {model!r} returned non-finite values (NaN/inf) in {len(rows)} of {n_cells} cells.")
+    if n_cells > 1 and np.ptp(X, axis=0).max() == 0:
+        raise CellFailed(f"model {model!r} returned a constant embedding (every cell identical).")
+    return X.astype(np.float32, copy=False)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())):
+        return True
+    return isinstance(exc, (RuntimeError, MemoryError)) and "out of memory" in str(exc).lower()
+
+
+def _to_numpy(out: Any) -> np.ndarray:
+    if hasattr(out, "detach"):  # a torch tensor
+        return out.detach().float().cpu().numpy()
+    return np.asarray(out)
+
+
+def run_batches(adapter: Adapter, prep: Prepared, batch_size: int, *, min_batch_size: int = 1) -> np.ndarray:
+    """Embed ``prep`` in batches; items sorted by length (padding waste) and returned in input order.
+
+    On an out-of-memory error the batch size halves and the failed batch is retried.
+    """
+    if prep.whole:
+        return _to_numpy(adapter.embed_batch(prep.collate(list(prep.dataset))))
+    n = len(prep.dataset)
+    order = np.argsort(np.asarray(prep.lengths), kind="stable")[::-1] if prep.lengths is not None else np.arange(n)
+    outputs: list[np.ndarray] = []
+    start = 0
+    with progress_bar(f"embedding with {adapter.key}", n) as advance:
+        while start < n:
+            idx = order[start : start + batch_size]
+            try:
+                out = _to_numpy(adapter.embed_batch(prep.collate([prep.dataset[i] for i in idx])))
+            except Exception as exc:
+                if not _is_oom(exc) or batch_size <= min_batch_size:
+                    raise
+                batch_size = max(min_batch_size, batch_size // 2)
+                log.warning("model %s: out of memory; retrying with batch size %d", adapter.key, batch_size)
+                torch = sys.modules.get("torch")
+                if torch is not None and torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            outputs.append(out)
+            start += len(idx)
+            advance(len(idx))
+    X = np.concatenate(outputs, axis=0)
+    restored = np.empty_like(X)
+    restored[order] = X
+    return restored
+
+
+def adapter_cache_key(adapter: Adapter, dataset_sha256: str, adata) -> str:
+    return cache_key(dataset_sha256=dataset_sha256, adapter=adapter.key, version=adapter.version,
+                     weights_id=adapter.weights_id, params=adapter.record_params(), seed=adapter.seed,
+                     preprocess=adata.uns.get("scfm_bench_preprocess"))
+
+
+def embed(
+    adapter: Adapter,
+    adata,
+    *,
+    dataset_sha256: str,
+    cache: EmbeddingCache | None,
+    device: str = "cpu",
+    batch_size: int = 64,
+) -> EmbeddingResult:
+    """Embed ``adata`` with ``adapter`` (cached). Raises CellFailed/CellSkipped for cell-level problems."""
+    params = adapter.record_params()
+    key = adapter_cache_key(adapter, dataset_sha256, adata)
+    if cache is not None and (hit := cache.get(key)) is not None:
+        X, meta = hit
+        log.info("model %s: embedding loaded from cache %s", adapter.key, key)
+        return EmbeddingResult(validate_embedding(X, adata.n_obs, adapter.key), key, True, meta=meta)
+
+    np.random.seed(adapter.seed)  # for libraries that still draw from the global generator
+    with PeakMemory() as pm:
+        t0 = time.perf_counter()
+        adapter.load(device)
+        prep = adapter.prepare(adata)
+        t1 = time.perf_counter()
+        X = run_batches(adapter, prep, batch_size)
+        t2 = time.perf_counter()
+    X = validate_embedding(X, adata.n_obs, adapter.key)
+    meta = {
+        "adapter": adapter.key, "version": adapter.version, "weights_id": adapter.weights_id, "params": params,
+        "seed": adapter.seed, "dataset_sha256": dataset_sha256, "device": device, "dim": int(X.shape[1]),
+        "prepare_s": t1 - t0, "embed_s": t2 - t1, "peak_ram_mb": pm.peak_ram_mb, "peak_gpu_mb": pm.peak_gpu_mb,
+    }
+    if cache is not None:
+        cache.put(key, X, meta)
+    return EmbeddingResult(X, key, False, t1 - t0, t2 - t1, pm.peak_ram_mb, pm.peak_gpu_mb, meta)

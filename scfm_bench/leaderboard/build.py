@@ -1,0 +1,304 @@
+"""Records → one table per (task, dataset). Pure: no I/O, no recomputed aggregates.
+
+Only the newest record per key counts. A metric cell holds the mean (and sd, n) over seeds of the
+ok values; failed and skipped records never become numbers but always show up, with their reasons,
+as a row status and in the long format.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from scfm_bench.records import MetricResult, latest_per_key
+
+log = logging.getLogger(__name__)
+
+CELL_METRIC = "*"  # metric of a record standing for a whole (task, dataset, model, seed) cell
+AGGREGATE = "aggregate"
+EFFICIENCY = ("embed_s", "peak_ram_mb")
+INFO = ("rank", "model", *EFFICIENCY, "seeds", "status", "reason")
+LONG_COLUMNS = (
+    "task",
+    "dataset",
+    "model",
+    "column",
+    "metric",
+    "submetric",
+    "family",
+    "higher_is_better",
+    "mean",
+    "sd",
+    "n",
+    "status",
+    "reason",
+    "rank",
+)
+_STATUS_ORDER = {"ok": 0, "partial": 1, "skipped": 2, "failed": 3}
+
+
+@dataclass(frozen=True)
+class Column:
+    """A metric or aggregate column: one (metric, submetric) of the records."""
+
+    id: str
+    metric: str
+    submetric: str | None
+    family: str | None
+    higher_is_better: bool
+
+    @property
+    def is_aggregate(self) -> bool:
+        return self.family == AGGREGATE
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One model and column: statistics over seeds of the ok values, and what went wrong in the rest."""
+
+    mean: float  # NaN when no seed has an ok value
+    sd: float  # NaN unless n > 1
+    n: int
+    status: str  # ok / partial / skipped / failed
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Table:
+    """The leaderboard of one (task, dataset).
+
+    ``frame`` has one row per model, best first: ``rank`` (nullable Int64), ``model``, one column per
+    metric/aggregate (mean over seeds; plus ``<id>_sd`` and ``<id>_n`` when any model ran > 1 seed),
+    ``embed_s``, ``peak_ram_mb``, ``seeds``, ``status`` and ``reason``. ``cells`` holds the same
+    numbers keyed by (model, column id) where the model has records for that column (column id "*"
+    when no record names a metric, i.e. every cell failed whole).
+    """
+
+    task: str
+    dataset: str
+    frame: pd.DataFrame
+    columns: tuple[Column, ...]
+    cells: dict[tuple[str, str], Cell]
+    ranked_by: str | None  # a column id; None = direction-signed mean of the metrics
+    min_max_scaled: bool | None  # from the records' params; None when they do not say
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(c.id for c in self.columns if not c.is_aggregate)
+
+    @property
+    def aggregates(self) -> tuple[str, ...]:
+        return tuple(c.id for c in self.columns if c.is_aggregate)
+
+    @property
+    def info(self) -> tuple[str, ...]:
+        return INFO
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    tables: dict[tuple[str, str], Table]  # keyed by (task, dataset), sorted
+    long: pd.DataFrame  # LONG_COLUMNS: one row per task, dataset, model and column with records
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.long.copy()
+
+
+def column_id(metric: str, submetric: str | None) -> str:
+    return metric if submetric is None else f"{metric}/{submetric}"
+
+
+def sd_column(col: str) -> str:
+    return f"{col}_sd"
+
+
+def n_column(col: str) -> str:
+    return f"{col}_n"
+
+
+def build_leaderboard(records: list[MetricResult]) -> Leaderboard:
+    # latest_per_key keeps the last record it sees per key; sort so "last" means newest whatever
+    # order the caller passes (the sort is stable, so ties keep their order).
+    latest = latest_per_key(sorted(records, key=lambda r: r.created_at))
+    groups: dict[tuple[str, str], list[MetricResult]] = defaultdict(list)
+    for r in latest:
+        groups[(r.task, r.dataset)].append(r)
+    tables = {key: _build_table(*key, groups[key]) for key in sorted(groups)}
+    rows = [row for t in tables.values() for row in _long_rows(t)]
+    long = pd.DataFrame(rows, columns=list(LONG_COLUMNS))
+    long["rank"] = long["rank"].astype("Int64")
+    long["n"] = long["n"].astype(int)
+    return Leaderboard(tables=tables, long=long)
+
+
+def _combine(statuses: Iterable[str]) -> str:
+    s = set(statuses)
+    if s == {"ok"}:
+        return "ok"
+    if "ok" in s:
+        return "partial"
+    return "failed" if "failed" in s else "skipped"
+
+
+def _reasons(records: Iterable[MetricResult]) -> str | None:
+    distinct = dict.fromkeys(r.reason for r in records if r.status != "ok" and r.reason)
+    return "; ".join(distinct) or None
+
+
+def _cell(records: list[MetricResult]) -> Cell:
+    values = [r.value for r in records if r.status == "ok" and r.value is not None]
+    n = len(values)
+    return Cell(
+        mean=statistics.fmean(values) if n else math.nan,
+        sd=statistics.stdev(values) if n > 1 else math.nan,
+        n=n,
+        status=_combine(r.status for r in records),
+        reason=_reasons(records),
+    )
+
+
+def _columns(records: list[MetricResult]) -> dict[str, Column]:
+    by_id: dict[str, list[MetricResult]] = defaultdict(list)  # insertion order = first appearance
+    for r in records:
+        by_id[column_id(r.metric, r.submetric)].append(r)
+    out = {}
+    for cid, rs in by_id.items():
+        # a failed record may carry defaults for family and direction; the newest ok record decides
+        decisive = [r for r in rs if r.status == "ok"] or rs
+        out[cid] = Column(
+            id=cid,
+            metric=rs[0].metric,
+            submetric=rs[0].submetric,
+            family=next((r.family for r in reversed(decisive) if r.family), None),
+            higher_is_better=decisive[-1].higher_is_better,
+        )
+    return out
+
+
+def _last_param(records: list[MetricResult], name: str) -> Any:
+    return next((r.params[name] for r in reversed(records) if name in r.params), None)
+
+
+def _efficiency(records: list[MetricResult], field: str) -> float:
+    """Mean over seeds of a timing; per seed the max over that cell's records (they share timings)."""
+    per_seed: dict[int, float] = {}
+    for r in records:
+        value = getattr(r.timings, field)
+        # the runner stamps a cached embedding with the timings of the run that computed it
+        if value is None:
+            continue
+        per_seed[r.seed] = max(value, per_seed.get(r.seed, value))
+    return statistics.fmean(per_seed.values()) if per_seed else math.nan
+
+
+def _build_table(task: str, dataset: str, records: list[MetricResult]) -> Table:
+    columns = _columns([r for r in records if r.metric != CELL_METRIC])
+    by_model: dict[str, list[MetricResult]] = defaultdict(list)
+    for r in records:
+        by_model[r.model].append(r)
+
+    cells: dict[tuple[str, str], Cell] = {}
+    for model, recs in by_model.items():
+        whole = [r for r in recs if r.metric == CELL_METRIC]
+        # where every cell failed whole there are no columns; keep the failures under "*"
+        for cid in list(columns) or [CELL_METRIC]:
+            own = [r for r in recs if r.metric != CELL_METRIC and column_id(r.metric, r.submetric) == cid]
+            # a failed whole cell counts against every column of that seed
+            if own or whole:
+                cells[(model, cid)] = _cell(own + whole)
+    multi_seed = any(len({r.seed for r in recs}) > 1 for recs in by_model.values())
+
+    rows = []
+    for model, recs in by_model.items():
+        row: dict[str, object] = {"model": model}
+        for cid in columns:
+            cell = cells.get((model, cid))
+            row[cid] = cell.mean if cell else math.nan
+            if multi_seed:
+                row[sd_column(cid)] = cell.sd if cell else math.nan
+                row[n_column(cid)] = cell.n if cell else 0
+        row |= {f: _efficiency(recs, f) for f in EFFICIENCY}
+        row |= {
+            "seeds": len({r.seed for r in recs}),
+            "status": _combine(r.status for r in recs),
+            "reason": _reasons(recs),
+        }
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+
+    ranked_by, score, higher = _primary_score(task, dataset, records, columns, frame)
+    score = score.where(~frame["status"].isin(["failed", "skipped"]))
+    frame.insert(0, "rank", score.rank(method="min", ascending=not higher).astype("Int64"))
+    frame = frame.sort_values(
+        ["rank", "status", "model"],
+        key=lambda s: s.map(_STATUS_ORDER) if s.name == "status" else s,
+        na_position="last",
+        kind="stable",
+    ).reset_index(drop=True)
+
+    scaled = _last_param(records, "min_max_scaled")
+    return Table(
+        task=task,
+        dataset=dataset,
+        frame=frame,
+        columns=tuple(columns.values()),
+        cells=cells,
+        ranked_by=ranked_by,
+        min_max_scaled=None if scaled is None else bool(scaled),
+    )
+
+
+def _primary_score(
+    task: str, dataset: str, records: list[MetricResult], columns: dict[str, Column], frame: pd.DataFrame
+) -> tuple[str | None, pd.Series, bool]:
+    """(ranking column or None, score per row, higher is better)."""
+    primary = _last_param(records, "primary")
+    if primary is not None:
+        primary = str(primary)
+        if primary in columns:
+            return primary, frame[primary], columns[primary].higher_is_better
+        # ranking by something else would silently contradict the suite
+        log.warning("%s/%s: primary score %r has no records; the table is left unranked.", task, dataset, primary)
+        return primary, pd.Series(math.nan, index=frame.index), True
+    aggregates = [c for c in columns.values() if c.is_aggregate]
+    if aggregates:
+        last = aggregates[-1]
+        return last.id, frame[last.id], last.higher_is_better
+    metrics = list(columns.values())
+    if not metrics:
+        return None, pd.Series(math.nan, index=frame.index), True
+    # signs make every metric higher-is-better; a model missing any metric gets no mean (skipna=False)
+    signed = pd.concat([frame[c.id] * (1 if c.higher_is_better else -1) for c in metrics], axis=1)
+    return None, signed.mean(axis=1, skipna=False), True
+
+
+def _long_rows(table: Table) -> Iterable[dict[str, object]]:
+    columns = table.columns or (Column(CELL_METRIC, CELL_METRIC, None, None, True),)
+    for row in table.frame.itertuples(index=False):
+        for col in columns:
+            cell = table.cells.get((row.model, col.id))
+            if cell is None:  # no record at all for this model and column: nothing to report
+                continue
+            yield {
+                "task": table.task,
+                "dataset": table.dataset,
+                "model": row.model,
+                "column": col.id,
+                "metric": col.metric,
+                "submetric": col.submetric,
+                "family": col.family,
+                "higher_is_better": col.higher_is_better,
+                "mean": cell.mean,
+                "sd": cell.sd,
+                "n": cell.n,
+                "status": cell.status,
+                "reason": cell.reason,
+                "rank": row.rank,
+            }

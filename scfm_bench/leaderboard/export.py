@@ -1,0 +1,147 @@
+"""Leaderboard exporters: Markdown, long-format CSV and JSON. Formatting shared with the terminal view."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from scfm_bench.leaderboard.build import EFFICIENCY, Cell, Column, Leaderboard, Table
+
+MISSING = "—"
+CSV_COLUMNS = ["task", "dataset", "model", "metric", "submetric", "mean", "sd", "n", "status", "reason", "rank"]
+_EFFICIENCY_FORMAT = {"embed_s": "{:.2f}", "peak_ram_mb": "{:.0f}"}
+
+
+def format_value(cell: Cell | None) -> str:
+    if cell is None or cell.n == 0:
+        return MISSING
+    return f"{cell.mean:.3f}" + (f" ± {cell.sd:.3f}" if cell.n > 1 else "")
+
+
+def format_efficiency(name: str, value: float) -> str:
+    return MISSING if math.isnan(value) else _EFFICIENCY_FORMAT[name].format(value)
+
+
+def format_rank(rank: Any) -> str:
+    return MISSING if pd.isna(rank) else str(int(rank))
+
+
+def header(column: Column) -> str:
+    return f"{column.id} {'↑' if column.higher_is_better else '↓'}"
+
+
+def caption(table: Table) -> str:
+    if table.frame["rank"].isna().all():
+        ranked = "Unranked: no model has a " + (f"{table.ranked_by} score." if table.ranked_by else "score.")
+    elif table.ranked_by is None:
+        ranked = "Ranked by the mean of the metrics (lower-is-better ones negated)."
+    else:
+        direction = next((c.higher_is_better for c in table.columns if c.id == table.ranked_by), True)
+        ranked = f"Ranked by {table.ranked_by} ({'higher' if direction else 'lower'} is better)."
+    raw = " Values are raw (not min-max scaled)." if table.min_max_scaled is False else ""
+    return ranked + raw
+
+
+def to_markdown(lb: Leaderboard) -> str:
+    sections = [_markdown_table(t) for t in lb.tables.values()]
+    return "\n\n".join(sections) + ("\n" if sections else "")
+
+
+def _escape(text: str) -> str:
+    # a pipe would end the cell and a newline the row
+    return " ".join(text.replace("|", r"\|").split())
+
+
+def display_rows(table: Table) -> Iterator[tuple[str, list[str]]]:
+    """(status, formatted cells) per model in rank order; the cells line up with ``display_header``."""
+    for row in table.frame.itertuples(index=False):
+        cells = [
+            format_rank(row.rank),
+            row.model,
+            *(format_value(table.cells.get((row.model, c.id))) for c in table.columns),
+            *(format_efficiency(f, getattr(row, f)) for f in EFFICIENCY),
+            row.status,
+            row.reason or MISSING,
+        ]
+        yield row.status, cells
+
+
+def display_header(table: Table) -> list[str]:
+    return ["rank", "model", *(header(c) for c in table.columns), *EFFICIENCY, "status", "reason"]
+
+
+def _markdown_table(table: Table) -> str:
+    align = ["---:", "---", *("---:" for _ in table.columns), *("---:" for _ in EFFICIENCY), "---", "---"]
+    lines = [
+        f"## {table.task} · {table.dataset}",
+        "",
+        caption(table),
+        "",
+        _md_row(display_header(table)),
+        _md_row(align),
+    ]
+    lines += [_md_row(cells) for _, cells in display_rows(table)]
+    return "\n".join(lines)
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(_escape(c) for c in cells) + " |"
+
+
+def to_csv(lb: Leaderboard, path_or_buf: str | Path | IO[str]) -> None:
+    lb.long[CSV_COLUMNS].to_csv(path_or_buf, index=False)
+
+
+def to_json(lb: Leaderboard) -> str:
+    return json.dumps(
+        {"tables": [_json_table(t) for t in lb.tables.values()]}, indent=2, ensure_ascii=False, allow_nan=False
+    )
+
+
+def _num(value: Any) -> float | None:
+    return None if pd.isna(value) else float(value)
+
+
+def _json_cell(cell: Cell | None) -> dict[str, Any] | None:
+    if cell is None:
+        return None
+    return {"mean": _num(cell.mean), "sd": _num(cell.sd), "n": cell.n, "status": cell.status, "reason": cell.reason}
+
+
+def _json_table(table: Table) -> dict[str, Any]:
+    columns = [
+        {
+            "id": c.id,
+            "metric": c.metric,
+            "submetric": c.submetric,
+            "family": c.family,
+            "kind": "aggregate" if c.is_aggregate else "metric",
+            "higher_is_better": c.higher_is_better,
+        }
+        for c in table.columns
+    ]
+    rows = [
+        {
+            "rank": None if pd.isna(row.rank) else int(row.rank),
+            "model": row.model,
+            "status": row.status,
+            "reason": row.reason,
+            "seeds": int(row.seeds),
+            **{f: _num(getattr(row, f)) for f in EFFICIENCY},
+            "values": {c.id: _json_cell(table.cells.get((row.model, c.id))) for c in table.columns},
+        }
+        for row in table.frame.itertuples(index=False)
+    ]
+    return {
+        "task": table.task,
+        "dataset": table.dataset,
+        "ranked_by": table.ranked_by,
+        "min_max_scaled": table.min_max_scaled,
+        "columns": columns,
+        "rows": rows,
+    }

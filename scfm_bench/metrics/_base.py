@@ -1,0 +1,89 @@
+"""MetricSpec, the registration decorator, and the per-embedding inputs shared by all metrics."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+
+from scfm_bench.registry import METRICS
+
+Input = Literal["X", "labels", "batch", "X_pre", "knn15", "knn50", "knn90"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    key: str
+    label: str
+    family: str
+    higher_is_better: bool
+    range: tuple[float, float]
+    inputs: tuple[Input, ...]
+    citation: str
+    outputs: tuple[str, ...] | None = None  # for functions returning several values
+    min_batches: int = 1
+    min_cells_per_label: int = 1
+
+    def check_entry(self, entry) -> None:
+        """Validate a suite entry (metrics/*.yaml) against this spec; raises ValueError."""
+        if self.outputs is not None and entry.output not in self.outputs:
+            raise ValueError(f"{self.key!r} returns {list(self.outputs)}: set output to one of them")
+        if self.outputs is None and entry.output is not None:
+            raise ValueError(f"{self.key!r} returns one value; remove output: {entry.output!r}")
+
+
+@dataclass(frozen=True)
+class Metric:
+    spec: MetricSpec
+    fn: Callable[..., float | dict[str, float]]
+
+    def options(self) -> dict[str, Any]:
+        """Keyword-only options with their paper defaults."""
+        sig = inspect.signature(self.fn)
+        return {n: p.default for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+    def __call__(self, inputs: "MetricInputs", **kwargs: Any) -> float | dict[str, float]:
+        unknown = set(kwargs) - set(self.options())
+        if unknown:
+            raise TypeError(f"metric {self.spec.key!r} has no option(s) {sorted(unknown)}; options: {sorted(self.options())}")
+        return self.fn(*(getattr(inputs, name) for name in self.spec.inputs), **kwargs)
+
+
+def metric(spec: MetricSpec) -> Callable[[Callable], Metric]:
+    def deco(fn: Callable) -> Metric:
+        m = Metric(spec, fn)
+        METRICS.add(spec.key, m, origin=fn.__module__)
+        return m
+
+    return deco
+
+
+@dataclass
+class MetricInputs:
+    """Everything a metric may ask for about one embedding. The kNN graph is built once, on demand,
+    with 90 neighbours and subset to 15/50 (the scib-metrics Benchmarker convention)."""
+
+    X: np.ndarray
+    labels: np.ndarray | None = None
+    batch: np.ndarray | None = None
+    X_pre: np.ndarray | None = None
+    knn_method: str = "auto"
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def knn90(self):
+        from scfm_bench.metrics._neighbors import knn
+
+        return knn(self.X, 90, method=self.knn_method)
+
+    @cached_property
+    def knn50(self):
+        return self.knn90.subset_neighbors(min(50, self.knn90.n_neighbors))
+
+    @cached_property
+    def knn15(self):
+        return self.knn90.subset_neighbors(min(15, self.knn90.n_neighbors))

@@ -1,0 +1,48 @@
+"""The Task contract: given a dataset and one embedding, produce metric outcomes.
+
+Tasks never import adapters; they receive the embedding as an array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from scfm_bench.config.schemas import MetricSuite
+from scfm_bench.metrics import MetricInputs, Outcome, compute_aggregates, evaluate_suite
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+@dataclass(frozen=True)
+class TaskData:
+    adata: "AnnData"  # preprocessed: X log-normalised, obsm["X_pca"]
+    labels: np.ndarray | None
+    batch: np.ndarray | None
+
+
+class EmbeddingTaskParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    knn_method: Literal["auto", "exact", "pynndescent"] = Field(
+        "auto", description="kNN for graph metrics: exact (sklearn) up to 50k cells under auto, else pynndescent.")
+
+
+class Task:
+    key: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[BaseModel]] = EmbeddingTaskParams
+    needs_label: ClassVar[bool] = True
+    needs_batch: ClassVar[bool] = False
+    default_suite: ClassVar[str]
+
+    def run(self, data: TaskData, embedding: np.ndarray, *, params: BaseModel, seed: int, suite: MetricSuite) -> list[Outcome]:
+        raise NotImplementedError
+
+    @staticmethod
+    def score(suite: MetricSuite, inputs: MetricInputs) -> list[Outcome]:
+        outcomes = evaluate_suite(suite, inputs)
+        return outcomes + compute_aggregates(suite, outcomes)

@@ -1,0 +1,24 @@
+"""Zero-shot clustering: how well the frozen embedding separates cell types without training.
+
+Leiden with a resolution sweep keeping the best NMI (scIB convention) and KMeans with k = number of
+labels; NMI, ARI, rescaled ASW_label and AvgBIO = mean(NMI, ARI, ASW_label) as in the zero-shot
+scFM evaluations (Kedzierska et al. 2025). Which metrics run is the suite's (metrics/zero_shot.yaml).
+"""
+
+from __future__ import annotations
+
+from scfm_bench.metrics import MetricInputs
+from scfm_bench.registry import TASKS
+from scfm_bench.tasks._base import Task
+
+
+@TASKS.register("zero_shot_clustering")
+class ZeroShotClustering(Task):
+    key = "zero_shot_clustering"
+    description = "Cluster the frozen embedding (Leiden sweep, KMeans) and compare with cell-type labels."
+    needs_label = True
+    default_suite = "zero_shot"
+
+    def run(self, data, embedding, *, params, seed, suite):
+        inputs = MetricInputs(X=embedding, labels=data.labels, batch=data.batch, knn_method=params.knn_method)
+        return self.score(suite, inputs)
