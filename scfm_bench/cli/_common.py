@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 SuiteDir = Annotated[
     Path | None,
@@ -31,6 +30,8 @@ def out_console():
 
 def settings(**overrides):
     """Settings from SCFM_BENCH_* environment, then CLI overrides (those that were given)."""
+    from pydantic import ValidationError
+
     from scfm_bench.exceptions import ConfigError
     from scfm_bench.settings import Settings
 
