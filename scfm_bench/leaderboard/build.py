@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 CELL_METRIC = "*"  # metric of a record standing for a whole (task, dataset, model, seed) cell
 AGGREGATE = "aggregate"
-EFFICIENCY = ("embed_s", "peak_ram_mb")
+EFFICIENCY = ("embed_s", "cells_per_s", "peak_ram_mb", "peak_gpu_mb")
 INFO = ("rank", "model", *EFFICIENCY, "seeds", "status", "reason")
 LONG_COLUMNS = (
     "task",
@@ -187,11 +187,18 @@ def _last_param(records: list[MetricResult], name: str) -> Any:
 
 
 def _efficiency(records: list[MetricResult], field: str) -> float:
-    """Mean over seeds of a timing; per seed the max over that cell's records (they share timings)."""
+    """Mean over seeds of a timing; per seed the max over that cell's records (they share timings).
+
+    ``cells_per_s`` is the cell count (params ``n_cells``) over the embedding wall time.
+    """
     per_seed: dict[int, float] = {}
     for r in records:
-        value = getattr(r.timings, field)
         # the runner stamps a cached embedding with the timings of the run that computed it
+        if field == "cells_per_s":
+            n, s = r.params.get("n_cells"), r.timings.embed_s
+            value = n / s if n and s else None
+        else:
+            value = getattr(r.timings, field)
         if value is None:
             continue
         per_seed[r.seed] = max(value, per_seed.get(r.seed, value))

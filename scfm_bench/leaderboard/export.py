@@ -14,7 +14,7 @@ from scfm_bench.leaderboard.build import EFFICIENCY, Cell, Column, Leaderboard, 
 
 MISSING = "—"
 CSV_COLUMNS = ["task", "dataset", "model", "metric", "submetric", "mean", "sd", "n", "status", "reason", "rank"]
-_EFFICIENCY_FORMAT = {"embed_s": "{:.2f}", "peak_ram_mb": "{:.0f}"}
+_EFFICIENCY_FORMAT = {"embed_s": "{:.2f}", "cells_per_s": "{:.0f}", "peak_ram_mb": "{:.0f}", "peak_gpu_mb": "{:.0f}"}
 
 
 def format_value(cell: Cell | None) -> str:

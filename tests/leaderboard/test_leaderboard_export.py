@@ -25,8 +25,9 @@ def lb(rec):
         t = {"embed_s": float(seed + 1), "peak_ram_mb": 100.0 * (seed + 1)}
         records += [rec("pca", "ari", ari, seed=seed, params=p, **t), rec("pca", "total", total, seed=seed, **agg, **t)]
     records += [
-        rec("scgpt", "ari", 0.875, params=p, embed_s=4.5, peak_ram_mb=1024.0),
-        rec("scgpt", "total", 0.75, **agg, embed_s=4.5, peak_ram_mb=1024.0),
+        # 900 cells in 4.5 s: 200 cells/s
+        rec("scgpt", "ari", 0.875, params={**p, "n_cells": 900}, embed_s=4.5, peak_ram_mb=1024.0, peak_gpu_mb=2048.0),
+        rec("scgpt", "total", 0.75, **agg, embed_s=4.5, peak_ram_mb=1024.0, peak_gpu_mb=2048.0),
         rec("scgpt", "*", seed=1, status="failed", reason="NaN | inf in embedding", family=None, params=p),
         rec("geneformer", "ari", status="skipped", reason="needs a GPU [cuda]", params=p),
         rec("geneformer", "total", status="skipped", reason="needs a GPU [cuda]", **agg),
@@ -42,13 +43,13 @@ def lb(rec):
 
 
 PBMC_ROWS = [
-    ["1", "scgpt", "0.875", "0.750", "4.50", "1024", "partial", "NaN | inf in embedding"],
-    ["2", "pca", "0.500 ± 0.250", "0.500 ± 0.125", "2.00", "200", "ok", "—"],
-    ["—", "geneformer", "—", "—", "—", "—", "skipped", "needs a GPU [cuda]"],
+    ["1", "scgpt", "0.875", "0.750", "4.50", "200", "1024", "2048", "partial", "NaN | inf in embedding"],
+    ["2", "pca", "0.500 ± 0.250", "0.500 ± 0.125", "2.00", "—", "200", "—", "ok", "—"],
+    ["—", "geneformer", "—", "—", "—", "—", "—", "—", "skipped", "needs a GPU [cuda]"],
 ]
 LUNG_ROWS = [
-    ["1", "svm", "0.125", "0.750", "—", "—", "ok", "—"],
-    ["2", "knn", "0.250", "0.500", "—", "—", "ok", "—"],
+    ["1", "svm", "0.125", "0.750", "—", "—", "—", "—", "ok", "—"],
+    ["2", "knn", "0.250", "0.500", "—", "—", "—", "—", "ok", "—"],
 ]
 
 
@@ -72,11 +73,11 @@ def test_markdown_holds_exactly_the_expected_cells(lb):
     assert list(md) == ["annotation · lung", "integration · pbmc"]
     captions, header, rows = md["integration · pbmc"]
     assert captions == ["Ranked by total (higher is better). Values are raw (not min-max scaled)."]
-    assert header == ["rank", "model", "ari ↑", "total ↑", "embed_s", "peak_ram_mb", "status", "reason"]
+    assert header == ["rank", "model", "ari ↑", "total ↑", "embed_s", "cells_per_s", "peak_ram_mb", "peak_gpu_mb", "status", "reason"]
     assert rows == PBMC_ROWS
     captions, header, rows = md["annotation · lung"]
     assert captions == ["Ranked by the mean of the metrics (lower-is-better ones negated)."]
-    assert header == ["rank", "model", "error ↓", "f1 ↑", "embed_s", "peak_ram_mb", "status", "reason"]
+    assert header == ["rank", "model", "error ↓", "f1 ↑", "embed_s", "cells_per_s", "peak_ram_mb", "peak_gpu_mb", "status", "reason"]
     assert rows == LUNG_ROWS
 
 
@@ -151,7 +152,9 @@ def test_json_is_structured_and_exact(lb):
             "reason": nan_reason,
             "seeds": 2,
             "embed_s": 4.5,
+            "cells_per_s": 200.0,
             "peak_ram_mb": 1024.0,
+            "peak_gpu_mb": 2048.0,
             "values": {
                 "ari": {"mean": 0.875, "sd": None, "n": 1, "status": "partial", "reason": nan_reason},
                 "total": {"mean": 0.75, "sd": None, "n": 1, "status": "partial", "reason": nan_reason},
@@ -164,7 +167,9 @@ def test_json_is_structured_and_exact(lb):
             "reason": None,
             "seeds": 3,
             "embed_s": 2.0,
+            "cells_per_s": None,
             "peak_ram_mb": 200.0,
+            "peak_gpu_mb": None,
             "values": {
                 "ari": {"mean": 0.5, "sd": 0.25, "n": 3, "status": "ok", "reason": None},
                 "total": {"mean": 0.5, "sd": 0.125, "n": 3, "status": "ok", "reason": None},
@@ -177,7 +182,9 @@ def test_json_is_structured_and_exact(lb):
             "reason": "needs a GPU [cuda]",
             "seeds": 1,
             "embed_s": None,
+            "cells_per_s": None,
             "peak_ram_mb": None,
+            "peak_gpu_mb": None,
             "values": {"ari": gpu, "total": gpu},
         },
     ]
@@ -193,10 +200,10 @@ def test_terminal_shows_every_value_and_reason(lb):
     text = console.export_text()
     lines = [" ".join(ln.replace("│", " ").split()) for ln in text.splitlines()]
     assert "integration · pbmc" in lines and "annotation · lung" in lines
-    assert "1 scgpt 0.875 0.750 4.50 1024 partial NaN | inf in embedding" in lines
-    assert "2 pca 0.500 ± 0.250 0.500 ± 0.125 2.00 200 ok —" in lines
-    assert "— geneformer — — — — skipped needs a GPU [cuda]" in lines  # printed literally, not as markup
-    assert "1 svm 0.125 0.750 — — ok —" in lines and "2 knn 0.250 0.500 — — ok —" in lines
+    assert "1 scgpt 0.875 0.750 4.50 200 1024 2048 partial NaN | inf in embedding" in lines
+    assert "2 pca 0.500 ± 0.250 0.500 ± 0.125 2.00 — 200 — ok —" in lines
+    assert "— geneformer — — — — — — skipped needs a GPU [cuda]" in lines  # printed literally, not as markup
+    assert "1 svm 0.125 0.750 — — — — ok —" in lines and "2 knn 0.250 0.500 — — — — ok —" in lines
     assert "Ranked by total (higher is better). Values are raw (not min-max scaled)." in lines
     assert "Ranked by the mean of the metrics (lower-is-better ones negated)." in lines
 
