@@ -212,11 +212,15 @@ def _build_table(task: str, dataset: str, records: list[MetricResult]) -> Table:
         by_model[r.model].append(r)
 
     cells: dict[tuple[str, str], Cell] = {}
+    by_column: dict[tuple[str, str], list[MetricResult]] = defaultdict(list)  # one pass, not one per column
+    for r in records:
+        if r.metric != CELL_METRIC:
+            by_column[(r.model, column_id(r.metric, r.submetric))].append(r)
     for model, recs in by_model.items():
         whole = [r for r in recs if r.metric == CELL_METRIC]
         # where every cell failed whole there are no columns; keep the failures under "*"
         for cid in list(columns) or [CELL_METRIC]:
-            own = [r for r in recs if r.metric != CELL_METRIC and column_id(r.metric, r.submetric) == cid]
+            own = by_column.get((model, cid), [])
             # a failed whole cell counts against every column of that seed
             if own or whole:
                 cells[(model, cid)] = _cell(own + whole)
