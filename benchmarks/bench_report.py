@@ -15,10 +15,10 @@ import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _util import report  # noqa: E402
+from _util import report
 
-from scfm_bench.leaderboard import build_leaderboard, build_report, to_json, to_markdown  # noqa: E402
-from scfm_bench.records import MetricResult  # noqa: E402
+from scfm_bench.leaderboard import build_leaderboard, build_report, to_json, to_markdown
+from scfm_bench.records import MetricResult
 
 
 def synthetic_records(models: int = 20, datasets: int = 10, seeds: int = 5, metrics: int = 100) -> list[MetricResult]:

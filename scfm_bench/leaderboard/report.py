@@ -9,8 +9,8 @@ On top of the per-(task, dataset) tables it adds, for every (task, dataset, mode
   least ``MIN_UNITS`` seeds);
 
 and, per model, a **paired comparison with the best baseline** on the ranking column. What is
-resampled is stated on each comparison: with >= MIN_UNITS seeds both ran, the per-seed differences
-(seeds are the independent units); with one seed, the direction-signed per-metric differences (a
+resampled is stated on each comparison: with >= 2 seeds both ran, the per-seed differences (seeds
+are the independent units; an interval needs >= MIN_UNITS of them); with one shared seed, the direction-signed per-metric differences (a
 profile over metrics, not a sampling distribution of the score). Records hold one scalar per metric,
 so a bootstrap over cells or labels would need the runner to store per-cell (silhouette, LISI) or
 per-label (isolated labels, F1) values; it does not today.
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from scfm_bench.leaderboard.build import CELL_METRIC, Leaderboard, Table, build_leaderboard, column_id
-from scfm_bench.leaderboard.stats import MIN_UNITS, N_BOOT, bootstrap_mean_ci
+from scfm_bench.leaderboard.stats import N_BOOT, bootstrap_mean_ci
 from scfm_bench.records import MetricResult, RunManifest, latest_per_key
 
 NEGATIVE_CONTROLS = ("random", "shuffled")

@@ -68,7 +68,7 @@ def _write(folder: Path, records) -> Path:
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "scfm_bench", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "scfm_bench", *args], capture_output=True, text=True, check=False)
 
 
 def test_compare_cli_exit_codes_junit_and_json(rec, tmp_path):
