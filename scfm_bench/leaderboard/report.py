@@ -10,8 +10,8 @@ On top of the per-(task, dataset) tables it adds, for every (task, dataset, mode
 
 and, per model, a **paired comparison with the best baseline** on the ranking column. What is
 resampled is stated on each comparison: with >= 2 seeds both ran, the per-seed differences (seeds
-are the independent units; an interval needs >= MIN_UNITS of them); with one shared seed, the direction-signed per-metric differences (a
-profile over metrics, not a sampling distribution of the score). Records hold one scalar per metric,
+are the independent units; an interval needs >= MIN_UNITS of them); with one shared seed, the
+direction-signed per-metric differences (a profile over metrics, not a sampling distribution). Records hold one scalar per metric,
 so a bootstrap over cells or labels would need the runner to store per-cell (silhouette, LISI) or
 per-label (isolated labels, F1) values; it does not today.
 """
