@@ -4,14 +4,24 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 PIP = $(BIN)/pip install -c constraints.txt
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test test-deps demo bench lint clean
 
 setup:
 	$(PY) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
 	$(PIP) -e ".[all,test]"
 
-test:
+# Headless Chromium for the HTML report test: installed in CI, or when missing and apt-get is usable.
+test-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$CI" = "true" ] || command -v apt-get >/dev/null; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver \
+	      || [ "$$CI" != "true" ]; \
+	  fi; \
+	fi
+
+test: test-deps
 	$(BIN)/python -m pytest -q
 
 demo:

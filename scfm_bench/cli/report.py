@@ -1,4 +1,4 @@
-"""``scfm-bench report RESULTS_DIR``: leaderboards from stored records (never from live objects)."""
+"""``scfm-bench report RESULTS…``: reports from stored records and manifests (never from live objects)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from scfm_bench.cli._common import out_console
+from scfm_bench.cli._common import err_console, out_console
 
 
 class Format(str, Enum):
@@ -17,6 +17,8 @@ class Format(str, Enum):
     md = "md"
     csv = "csv"
     json = "json"
+    latex = "latex"
+    html = "html"
 
 
 def register(app: typer.Typer) -> None:
@@ -25,24 +27,34 @@ def register(app: typer.Typer) -> None:
 
 def report(
     results: Annotated[list[Path], typer.Argument(help="Results folder(s) of `scfm-bench run` or records.jsonl files.")],
-    format: Annotated[Format, typer.Option("--format", "-f", help="term, md, csv or json.")] = Format.term,
-    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of standard output.")] = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="term, md, csv, json, latex or html.")] = Format.term,
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of standard output (required for html).")] = None,
 ) -> int:
-    """Build the leaderboard from records: per task and dataset, failed/skipped cells with their reasons."""
-    from scfm_bench.leaderboard import build_leaderboard, render_terminal, to_csv, to_json, to_markdown
-    from scfm_bench.records import read_records
+    """Report per task and dataset: scores with CIs, scaled scores, paired tests vs the best baseline, failures with reasons."""
+    from rich.text import Text
 
-    lb = build_leaderboard(read_records(*results))
+    from scfm_bench.exceptions import ConfigError
+    from scfm_bench.leaderboard import build_report, render_terminal, to_csv, to_json, to_latex, to_markdown
+    from scfm_bench.records import read_manifests, read_records
+
+    if format is Format.html and out is None:
+        raise ConfigError("--format html writes a file: pass --out PATH, e.g. --out report.html.")
+    rep = build_report(read_records(*results), read_manifests(*results))
+    if format is not Format.term:
+        for w in rep.warnings:  # term shows them inline; files would bury them
+            err_console().print(Text("warning: ", style="bold yellow") + Text(w))
     if format is Format.term:
-        render_terminal(lb, out_console())
+        render_terminal(rep, out_console())
         return 0
     if format is Format.csv:
-        if out is None:
-            to_csv(lb, sys.stdout)
-        else:
-            to_csv(lb, out)
+        to_csv(rep, sys.stdout if out is None else out)
         return 0
-    text = to_markdown(lb) if format is Format.md else to_json(lb)
+    if format is Format.html:
+        from scfm_bench.leaderboard.html import to_html
+
+        text = to_html(rep)
+    else:
+        text = {Format.md: to_markdown, Format.json: to_json, Format.latex: to_latex}[format](rep)
     if out is None:
         typer.echo(text)
     else:

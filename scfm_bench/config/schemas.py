@@ -39,6 +39,8 @@ class DatasetEntry(_Strict):
     simulated: str | None = Field(None, description="What part of the data is simulated, said plainly")
     fields: FieldMap = Field(default_factory=FieldMap)
     min_cells_per_batch: int = Field(10, ge=1)
+    in_pretraining: list[str] = Field(
+        default_factory=list, description="Model keys whose pretraining corpus contains this dataset (leakage marker)")
 
     @model_validator(mode="after")
     def _source_fields(self) -> "DatasetEntry":

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 CELL_METRIC = "*"  # metric of a record standing for a whole (task, dataset, model, seed) cell
 AGGREGATE = "aggregate"
-EFFICIENCY = ("embed_s", "peak_ram_mb")
+EFFICIENCY = ("embed_s", "cells_per_s", "peak_ram_mb", "peak_gpu_mb")
 INFO = ("rank", "model", *EFFICIENCY, "seeds", "status", "reason")
 LONG_COLUMNS = (
     "task",
@@ -187,11 +187,18 @@ def _last_param(records: list[MetricResult], name: str) -> Any:
 
 
 def _efficiency(records: list[MetricResult], field: str) -> float:
-    """Mean over seeds of a timing; per seed the max over that cell's records (they share timings)."""
+    """Mean over seeds of a timing; per seed the max over that cell's records (they share timings).
+
+    ``cells_per_s`` is the cell count (params ``n_cells``) over the embedding wall time.
+    """
     per_seed: dict[int, float] = {}
     for r in records:
-        value = getattr(r.timings, field)
         # the runner stamps a cached embedding with the timings of the run that computed it
+        if field == "cells_per_s":
+            n, s = r.params.get("n_cells"), r.timings.embed_s
+            value = n / s if n and s else None
+        else:
+            value = getattr(r.timings, field)
         if value is None:
             continue
         per_seed[r.seed] = max(value, per_seed.get(r.seed, value))
@@ -205,11 +212,15 @@ def _build_table(task: str, dataset: str, records: list[MetricResult]) -> Table:
         by_model[r.model].append(r)
 
     cells: dict[tuple[str, str], Cell] = {}
+    by_column: dict[tuple[str, str], list[MetricResult]] = defaultdict(list)  # one pass, not one per column
+    for r in records:
+        if r.metric != CELL_METRIC:
+            by_column[(r.model, column_id(r.metric, r.submetric))].append(r)
     for model, recs in by_model.items():
         whole = [r for r in recs if r.metric == CELL_METRIC]
         # where every cell failed whole there are no columns; keep the failures under "*"
         for cid in list(columns) or [CELL_METRIC]:
-            own = [r for r in recs if r.metric != CELL_METRIC and column_id(r.metric, r.submetric) == cid]
+            own = by_column.get((model, cid), [])
             # a failed whole cell counts against every column of that seed
             if own or whole:
                 cells[(model, cid)] = _cell(own + whole)

@@ -1,20 +1,17 @@
-"""Leaderboard exporters: Markdown, long-format CSV and JSON. Formatting shared with the terminal view."""
+"""Cell formatting and the JSON shape of one table, shared by every output format (see formats.py)."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
 
-from scfm_bench.leaderboard.build import EFFICIENCY, Cell, Column, Leaderboard, Table
+from scfm_bench.leaderboard.build import EFFICIENCY, Cell, Column, Table
 
 MISSING = "—"
-CSV_COLUMNS = ["task", "dataset", "model", "metric", "submetric", "mean", "sd", "n", "status", "reason", "rank"]
-_EFFICIENCY_FORMAT = {"embed_s": "{:.2f}", "peak_ram_mb": "{:.0f}"}
+_EFFICIENCY_FORMAT = {"embed_s": "{:.2f}", "cells_per_s": "{:.0f}", "peak_ram_mb": "{:.0f}", "peak_gpu_mb": "{:.0f}"}
 
 
 def format_value(cell: Cell | None) -> str:
@@ -47,16 +44,6 @@ def caption(table: Table) -> str:
     return ranked + raw
 
 
-def to_markdown(lb: Leaderboard) -> str:
-    sections = [_markdown_table(t) for t in lb.tables.values()]
-    return "\n\n".join(sections) + ("\n" if sections else "")
-
-
-def _escape(text: str) -> str:
-    # a pipe would end the cell and a newline the row
-    return " ".join(text.replace("|", r"\|").split())
-
-
 def display_rows(table: Table) -> Iterator[tuple[str, list[str]]]:
     """(status, formatted cells) per model in rank order; the cells line up with ``display_header``."""
     for row in table.frame.itertuples(index=False):
@@ -75,45 +62,17 @@ def display_header(table: Table) -> list[str]:
     return ["rank", "model", *(header(c) for c in table.columns), *EFFICIENCY, "status", "reason"]
 
 
-def _markdown_table(table: Table) -> str:
-    align = ["---:", "---", *("---:" for _ in table.columns), *("---:" for _ in EFFICIENCY), "---", "---"]
-    lines = [
-        f"## {table.task} · {table.dataset}",
-        "",
-        caption(table),
-        "",
-        _md_row(display_header(table)),
-        _md_row(align),
-    ]
-    lines += [_md_row(cells) for _, cells in display_rows(table)]
-    return "\n".join(lines)
-
-
-def _md_row(cells: list[str]) -> str:
-    return "| " + " | ".join(_escape(c) for c in cells) + " |"
-
-
-def to_csv(lb: Leaderboard, path_or_buf: str | Path | IO[str]) -> None:
-    lb.long[CSV_COLUMNS].to_csv(path_or_buf, index=False)
-
-
-def to_json(lb: Leaderboard) -> str:
-    return json.dumps(
-        {"tables": [_json_table(t) for t in lb.tables.values()]}, indent=2, ensure_ascii=False, allow_nan=False
-    )
-
-
-def _num(value: Any) -> float | None:
+def num(value: Any) -> float | None:
     return None if pd.isna(value) else float(value)
 
 
 def _json_cell(cell: Cell | None) -> dict[str, Any] | None:
     if cell is None:
         return None
-    return {"mean": _num(cell.mean), "sd": _num(cell.sd), "n": cell.n, "status": cell.status, "reason": cell.reason}
+    return {"mean": num(cell.mean), "sd": num(cell.sd), "n": cell.n, "status": cell.status, "reason": cell.reason}
 
 
-def _json_table(table: Table) -> dict[str, Any]:
+def json_table(table: Table) -> dict[str, Any]:
     columns = [
         {
             "id": c.id,
@@ -132,7 +91,7 @@ def _json_table(table: Table) -> dict[str, Any]:
             "status": row.status,
             "reason": row.reason,
             "seeds": int(row.seeds),
-            **{f: _num(getattr(row, f)) for f in EFFICIENCY},
+            **{f: num(getattr(row, f)) for f in EFFICIENCY},
             "values": {c.id: _json_cell(table.cells.get((row.model, c.id))) for c in table.columns},
         }
         for row in table.frame.itertuples(index=False)

@@ -140,7 +140,7 @@ def _run_group(plan, adapter, cells, data, sha, cache, device, settings, writer,
         task = TASKS.get(plan.tasks[c.task].task)()
         suite_name, suite = plan.metric_suites[c.task]
         base_params = {"primary": suite.primary, "min_max_scaled": suite.min_max_scale,
-                       "model_params": adapter.record_params(), "embedding_dim": int(emb.X.shape[1])}
+                       "model_params": adapter.record_params(), "embedding_dim": int(emb.X.shape[1]), "n_cells": int(emb.X.shape[0])}
         try:
             outcomes = task.run(data, emb.X, params=plan.task_params[c.task], seed=c.seed, suite=suite)
         except CellError as exc:

@@ -37,7 +37,7 @@ def test_mean_sd_n_over_seeds(rec):
 def test_single_seed_has_no_sd_or_n_columns(rec):
     lb = build_leaderboard([rec("pca", "ari", 0.5), rec("hvg", "ari", 0.4)])
     frame = lb.tables[("integration", "pbmc")].frame
-    assert list(frame.columns) == ["rank", "model", "ari", "embed_s", "peak_ram_mb", "seeds", "status", "reason"]
+    assert list(frame.columns) == ["rank", "model", "ari", "embed_s", "cells_per_s", "peak_ram_mb", "peak_gpu_mb", "seeds", "status", "reason"]
     long = lb.to_frame()
     assert math.isnan(long.loc[long["model"] == "pca", "sd"].iloc[0])
     assert long.loc[long["model"] == "pca", "n"].iloc[0] == 1
@@ -198,9 +198,9 @@ def test_columns_in_order_of_first_appearance_and_groups_separate(rec):
 def test_efficiency_mean_over_seeds(rec):
     lb = build_leaderboard(
         [
-            rec("a", "ari", 0.1, seed=0, embed_s=10.0, peak_ram_mb=1000.0),
-            rec("a", "nmi", 0.1, seed=0, embed_s=10.0, peak_ram_mb=1200.0),
-            rec("a", "ari", 0.1, seed=1, embed_s=20.0, peak_ram_mb=2000.0),
+            rec("a", "ari", 0.1, seed=0, embed_s=10.0, peak_ram_mb=1000.0, params={"n_cells": 500}),
+            rec("a", "nmi", 0.1, seed=0, embed_s=10.0, peak_ram_mb=1200.0, peak_gpu_mb=300.0),
+            rec("a", "ari", 0.1, seed=1, embed_s=20.0, peak_ram_mb=2000.0, params={"n_cells": 500}),
             rec("a", "ari", 0.1, seed=2, embed_s=15.0, peak_ram_mb=1600.0, embedding_cached=True),
             rec("b", "ari", 0.1),
         ]
@@ -208,7 +208,9 @@ def test_efficiency_mean_over_seeds(rec):
     a, b = _row(lb, "a"), _row(lb, "b")
     assert a["embed_s"] == pytest.approx(15.0)
     assert a["peak_ram_mb"] == pytest.approx(1600.0)  # per seed the peak: 1200, 2000 and 1600
-    assert math.isnan(b["embed_s"]) and math.isnan(b["peak_ram_mb"])
+    assert a["cells_per_s"] == pytest.approx((50 + 25) / 2)  # seeds with a cell count: 500/10 and 500/20
+    assert a["peak_gpu_mb"] == pytest.approx(300.0)
+    assert all(math.isnan(b[f]) for f in ("embed_s", "cells_per_s", "peak_ram_mb", "peak_gpu_mb"))
 
 
 def test_min_max_scaled_flag_comes_from_params(rec):

@@ -8,8 +8,11 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from scfm_bench.leaderboard import build_leaderboard, render_terminal, to_csv, to_json, to_markdown
+from scfm_bench.leaderboard import build_report, render_terminal, to_csv, to_json, to_markdown
+from scfm_bench.leaderboard.report import SCORE_COLUMNS
+from scfm_bench.leaderboard.stats import bootstrap_mean_ci
 from scfm_bench.leaderboard.terminal import _rich_table
+from scfm_bench.leaderboard.views import dataset_section
 
 # Binary fractions throughout, so every mean and sd is exact and outputs compare with ==.
 PBMC = ("integration", "pbmc")
@@ -25,8 +28,9 @@ def lb(rec):
         t = {"embed_s": float(seed + 1), "peak_ram_mb": 100.0 * (seed + 1)}
         records += [rec("pca", "ari", ari, seed=seed, params=p, **t), rec("pca", "total", total, seed=seed, **agg, **t)]
     records += [
-        rec("scgpt", "ari", 0.875, params=p, embed_s=4.5, peak_ram_mb=1024.0),
-        rec("scgpt", "total", 0.75, **agg, embed_s=4.5, peak_ram_mb=1024.0),
+        # 900 cells in 4.5 s: 200 cells/s
+        rec("scgpt", "ari", 0.875, params={**p, "n_cells": 900}, embed_s=4.5, peak_ram_mb=1024.0, peak_gpu_mb=2048.0),
+        rec("scgpt", "total", 0.75, **agg, embed_s=4.5, peak_ram_mb=1024.0, peak_gpu_mb=2048.0),
         rec("scgpt", "*", seed=1, status="failed", reason="NaN | inf in embedding", family=None, params=p),
         rec("geneformer", "ari", status="skipped", reason="needs a GPU [cuda]", params=p),
         rec("geneformer", "total", status="skipped", reason="needs a GPU [cuda]", **agg),
@@ -38,83 +42,98 @@ def lb(rec):
         rec("svm", "error", 0.125, higher_is_better=False, **lung),
         rec("svm", "f1", 0.75, **lung),
     ]
-    return build_leaderboard(records)
+    return build_report(records, kinds={})  # no baselines or controls: no comparisons, no control scaling
 
 
+_LO, _HI = bootstrap_mean_ci([__import__("numpy").array([0.375, 0.5, 0.625])])[0]
+PCA_CI = f"[{_LO:.3f}, {_HI:.3f}]"
 PBMC_ROWS = [
-    ["1", "scgpt", "0.875", "0.750", "4.50", "1024", "partial", "NaN | inf in embedding"],
-    ["2", "pca", "0.500 ± 0.250", "0.500 ± 0.125", "2.00", "200", "ok", "—"],
-    ["—", "geneformer", "—", "—", "—", "—", "skipped", "needs a GPU [cuda]"],
+    ["1", "scgpt", "0.875", "0.750", "—", "4.50", "200", "1024", "2048", "partial", "NaN | inf in embedding"],
+    ["2", "pca", "0.500 ± 0.250", "0.500 ± 0.125", PCA_CI, "2.00", "—", "200", "—", "ok", "—"],
+    ["—", "geneformer", "—", "—", "—", "—", "—", "—", "—", "skipped", "needs a GPU [cuda]"],
 ]
 LUNG_ROWS = [
-    ["1", "svm", "0.125", "0.750", "—", "—", "ok", "—"],
-    ["2", "knn", "0.250", "0.500", "—", "—", "ok", "—"],
+    ["1", "svm", "0.125", "0.750", "—", "—", "—", "—", "ok", "—"],
+    ["2", "knn", "0.250", "0.500", "—", "—", "—", "—", "ok", "—"],
 ]
 
 
-def _parse_markdown(text: str) -> dict[str, tuple[list[str], list[str], list[list[str]]]]:
-    """{heading: (captions, header, rows)} with escaped pipes restored."""
+def _parse_markdown(text: str) -> dict[str, tuple[list[str], dict[str, tuple[list[str], list[list[str]]]]]]:
+    """{section heading: (notes, {table title: (header, rows)})} with escaped pipes restored."""
     out = {}
-    for section in text.strip().split("\n\n## "):
-        heading, *lines = section.removeprefix("## ").splitlines()
-        captions = [ln for ln in lines if ln and not ln.startswith("|")]
-        cells = [
-            [c.strip().replace(r"\|", "|") for c in re.split(r"(?<!\\)\|", ln)[1:-1]]
-            for ln in lines
-            if ln.startswith("|")
-        ]
-        out[heading] = (captions, cells[0], cells[2:])
+    for section in text.split("\n## ")[1:]:
+        heading, *lines = section.split("\n---\n")[0].splitlines()
+        notes = [ln for ln in lines if ln and not ln.startswith(("|", "**"))]
+        tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+        title = None
+        for ln in lines:
+            if ln.startswith("**"):
+                title, tables[ln.strip("*")] = ln.strip("*"), ([], [])
+            elif ln.startswith("|"):
+                cells = [c.strip().replace(r"\|", "|") for c in re.split(r"(?<!\\)\|", ln)[1:-1]]
+                head, rows = tables[title]
+                if not head:
+                    head += cells
+                elif set(cells) != {"---"}:
+                    rows.append(cells)
+        out[heading] = (notes, tables)
     return out
 
 
 def test_markdown_holds_exactly_the_expected_cells(lb):
     md = _parse_markdown(to_markdown(lb))
-    assert list(md) == ["annotation · lung", "integration · pbmc"]
-    captions, header, rows = md["integration · pbmc"]
-    assert captions == ["Ranked by total (higher is better). Values are raw (not min-max scaled)."]
-    assert header == ["rank", "model", "ari ↑", "total ↑", "embed_s", "peak_ram_mb", "status", "reason"]
+    assert list(md) == ["Overall", "annotation · lung", "integration · pbmc"]
+    notes, tables = md["integration · pbmc"]
+    assert notes[0] == "Ranked by total (higher is better). Values are raw (not min-max scaled)."
+    header, rows = tables["Scores (mean ± sd over seeds)"]
+    assert header == ["rank", "model", "ari ↑", "total ↑", "total 95% CI", "embed_s", "cells_per_s", "peak_ram_mb",
+                      "peak_gpu_mb", "status", "reason"]
     assert rows == PBMC_ROWS
-    captions, header, rows = md["annotation · lung"]
-    assert captions == ["Ranked by the mean of the metrics (lower-is-better ones negated)."]
-    assert header == ["rank", "model", "error ↓", "f1 ↑", "embed_s", "peak_ram_mb", "status", "reason"]
+    # min-max over the models' means: ari 0.875 / 0.5, total 0.75 / 0.5
+    assert tables["Min-max-scaled (0 = worst, 1 = best model here)"][1] == [
+        ["scgpt", "1.000", "1.000"], ["pca", "0.000", "0.000"], ["geneformer", "—", "—"]]
+    assert "Control-scaled (0 = negative controls, 1 = label one-hot)" not in tables  # no controls ran
+    notes, tables = md["annotation · lung"]
+    assert notes[0] == "Ranked by the mean of the metrics (lower-is-better ones negated)."
+    header, rows = tables["Scores (mean ± sd over seeds)"]
+    assert header == ["rank", "model", "error ↓", "f1 ↑", "embed_s", "cells_per_s", "peak_ram_mb", "peak_gpu_mb",
+                      "status", "reason"]
     assert rows == LUNG_ROWS
+    # lower-is-better: the smaller error scales to 1
+    assert tables["Min-max-scaled (0 = worst, 1 = best model here)"][1] == [
+        ["svm", "1.000", "1.000"], ["knn", "0.000", "0.000"]]
+    overall = md["Overall"][1]["Overall"]
+    assert overall[0] == ["model", "kind", "annotation · lung", "integration · pbmc", "mean rank", "ranked in"]
+    # lung is ranked by the signed mean of its metrics, which is no column: no score to show
+    assert overall[1] == [["scgpt", "external", "—", "0.750", "1.00", "1"], ["svm", "external", "—", "—", "1.00", "1"],
+                          ["knn", "external", "—", "—", "2.00", "1"], ["pca", "external", "—", "0.500", "2.00", "1"],
+                          ["geneformer", "external", "—", "—", "—", "0"]]
 
 
 def test_csv_round_trips_the_long_format(lb):
     buf = io.StringIO()
     to_csv(lb, buf)
     df = pd.read_csv(io.StringIO(buf.getvalue()), dtype=str, keep_default_na=False)
-    assert list(df.columns) == [
-        "task",
-        "dataset",
-        "model",
-        "metric",
-        "submetric",
-        "mean",
-        "sd",
-        "n",
-        "status",
-        "reason",
-        "rank",
-    ]
+    assert list(df.columns) == list(SCORE_COLUMNS)
+    df = df[["task", "dataset", "model", "column", "mean", "sd", "n", "status", "reason", "rank"]]
     pbmc = [
         ("integration", "pbmc", *row)
         for row in [
-            ("scgpt", "ari", "", "0.875", "", "1", "partial", "NaN | inf in embedding", "1"),
-            ("scgpt", "total", "", "0.75", "", "1", "partial", "NaN | inf in embedding", "1"),
-            ("pca", "ari", "", "0.5", "0.25", "3", "ok", "", "2"),
-            ("pca", "total", "", "0.5", "0.125", "3", "ok", "", "2"),
-            ("geneformer", "ari", "", "", "", "0", "skipped", "needs a GPU [cuda]", ""),
-            ("geneformer", "total", "", "", "", "0", "skipped", "needs a GPU [cuda]", ""),
+            ("scgpt", "ari", "0.875", "", "1", "partial", "NaN | inf in embedding", "1"),
+            ("scgpt", "total", "0.75", "", "1", "partial", "NaN | inf in embedding", "1"),
+            ("pca", "ari", "0.5", "0.25", "3", "ok", "", "2"),
+            ("pca", "total", "0.5", "0.125", "3", "ok", "", "2"),
+            ("geneformer", "ari", "", "", "0", "skipped", "needs a GPU [cuda]", ""),
+            ("geneformer", "total", "", "", "0", "skipped", "needs a GPU [cuda]", ""),
         ]
     ]
     lung = [
         ("annotation", "lung", *row)
         for row in [
-            ("svm", "error", "", "0.125", "", "1", "ok", "", "1"),
-            ("svm", "f1", "", "0.75", "", "1", "ok", "", "1"),
-            ("knn", "error", "", "0.25", "", "1", "ok", "", "2"),
-            ("knn", "f1", "", "0.5", "", "1", "ok", "", "2"),
+            ("svm", "error", "0.125", "", "1", "ok", "", "1"),
+            ("svm", "f1", "0.75", "", "1", "ok", "", "1"),
+            ("knn", "error", "0.25", "", "1", "ok", "", "2"),
+            ("knn", "f1", "0.5", "", "1", "ok", "", "2"),
         ]
     ]
     assert [tuple(r) for r in df.itertuples(index=False)] == lung + pbmc
@@ -122,6 +141,17 @@ def test_csv_round_trips_the_long_format(lb):
 
 def test_json_is_structured_and_exact(lb):
     data = json.loads(to_json(lb))
+    extra = {}  # the report's additions, checked apart from the leaderboard's own fields
+    for t in data["tables"]:
+        for row in t["rows"]:
+            extra[(t["dataset"], row["model"])] = (row.pop("kind"), row.pop("in_pretraining"))
+            for cid, v in row["values"].items():
+                extra[(t["dataset"], row["model"], cid)] = (v.pop("ci95"), v.pop("min_max"), v.pop("control_scaled"))
+    assert extra[("pbmc", "pca")] == ("external", False)
+    assert extra[("pbmc", "pca", "total")] == ([_LO, _HI], 0.0, None)
+    assert extra[("pbmc", "scgpt", "ari")] == (None, 1.0, None)
+    assert data["comparisons"] == [] and data["warnings"] == []
+    assert data["provenance"]["run_ids"] == ["run"]
     assert [(t["task"], t["dataset"]) for t in data["tables"]] == [LUNG, PBMC]
     lung, pbmc = data["tables"]
     assert lung["ranked_by"] is None and lung["min_max_scaled"] is None
@@ -151,7 +181,9 @@ def test_json_is_structured_and_exact(lb):
             "reason": nan_reason,
             "seeds": 2,
             "embed_s": 4.5,
+            "cells_per_s": 200.0,
             "peak_ram_mb": 1024.0,
+            "peak_gpu_mb": 2048.0,
             "values": {
                 "ari": {"mean": 0.875, "sd": None, "n": 1, "status": "partial", "reason": nan_reason},
                 "total": {"mean": 0.75, "sd": None, "n": 1, "status": "partial", "reason": nan_reason},
@@ -164,7 +196,9 @@ def test_json_is_structured_and_exact(lb):
             "reason": None,
             "seeds": 3,
             "embed_s": 2.0,
+            "cells_per_s": None,
             "peak_ram_mb": 200.0,
+            "peak_gpu_mb": None,
             "values": {
                 "ari": {"mean": 0.5, "sd": 0.25, "n": 3, "status": "ok", "reason": None},
                 "total": {"mean": 0.5, "sd": 0.125, "n": 3, "status": "ok", "reason": None},
@@ -177,7 +211,9 @@ def test_json_is_structured_and_exact(lb):
             "reason": "needs a GPU [cuda]",
             "seeds": 1,
             "embed_s": None,
+            "cells_per_s": None,
             "peak_ram_mb": None,
+            "peak_gpu_mb": None,
             "values": {"ari": gpu, "total": gpu},
         },
     ]
@@ -193,25 +229,29 @@ def test_terminal_shows_every_value_and_reason(lb):
     text = console.export_text()
     lines = [" ".join(ln.replace("│", " ").split()) for ln in text.splitlines()]
     assert "integration · pbmc" in lines and "annotation · lung" in lines
-    assert "1 scgpt 0.875 0.750 4.50 1024 partial NaN | inf in embedding" in lines
-    assert "2 pca 0.500 ± 0.250 0.500 ± 0.125 2.00 200 ok —" in lines
-    assert "— geneformer — — — — skipped needs a GPU [cuda]" in lines  # printed literally, not as markup
-    assert "1 svm 0.125 0.750 — — ok —" in lines and "2 knn 0.250 0.500 — — ok —" in lines
-    assert "Ranked by total (higher is better). Values are raw (not min-max scaled)." in lines
-    assert "Ranked by the mean of the metrics (lower-is-better ones negated)." in lines
+    assert "1 scgpt 0.875 0.750 — 4.50 200 1024 2048 partial NaN | inf in embedding" in lines
+    assert f"2 pca 0.500 ± 0.250 0.500 ± 0.125 {PCA_CI} 2.00 — 200 — ok —" in lines
+    assert "— geneformer — — — — — — — skipped needs a GPU [cuda]" in lines  # printed literally, not as markup
+    assert "1 svm 0.125 0.750 — — — — ok —" in lines and "2 knn 0.250 0.500 — — — — ok —" in lines
+    assert any(ln.startswith("Ranked by total (higher is better). Values are raw (not min-max scaled).") for ln in lines)
+    assert any(ln.startswith("Ranked by the mean of the metrics (lower-is-better ones negated).") for ln in lines)
+
+
+def _main_view(report, key=PBMC):
+    return dataset_section(report, key, report.tables[key]).views[0]
 
 
 def test_terminal_styles_failed_skipped_rows_and_aggregates(lb, rec):
-    table = _rich_table(lb.tables[PBMC])
+    table = _rich_table(_main_view(lb), "t", "")
     assert [row.style for row in table.rows] == [None, None, "yellow"]
     assert {c.header: c.style for c in table.columns}["total ↑"] == "bold"
     assert not {c.header: c.style for c in table.columns}["ari ↑"]
-    failed = build_leaderboard([rec("a", "*", status="failed", reason="bad", family=None)]).tables[PBMC]
-    assert [row.style for row in _rich_table(failed).rows] == ["red"]
-    assert _rich_table(failed).caption == "Unranked: no model has a score."
+    failed = build_report([rec("a", "*", status="failed", reason="bad", family=None)], kinds={})
+    assert [row.style for row in _rich_table(_main_view(failed), "t", "").rows] == ["red"]
+    assert dataset_section(failed, PBMC, failed.tables[PBMC]).notes[0] == "Unranked: no model has a score."
 
 
-def test_empty_leaderboard_exports(rec):
-    lb = build_leaderboard([])
-    assert to_markdown(lb) == ""
-    assert json.loads(to_json(lb)) == {"tables": []}
+def test_empty_report_exports():
+    report = build_report([], kinds={})
+    assert _parse_markdown(to_markdown(report)) == {}
+    assert json.loads(to_json(report))["tables"] == []

@@ -1,0 +1,288 @@
+"""The full report: a Leaderboard plus what a reader needs to trust it. Pure: records and manifests in.
+
+On top of the per-(task, dataset) tables it adds, for every (task, dataset, model, column):
+
+- **min-max-scaled** scores: 0 = worst and 1 = best model on that dataset (direction-aware);
+- **control-scaled** scores: 0 = the mean of the negative controls present (``random``, ``shuffled``)
+  and 1 = the positive control (``label_onehot``); NaN unless both kinds ran;
+- **95 % bootstrap intervals** of the mean over seeds (percentile bootstrap, seeded; only with at
+  least ``MIN_UNITS`` seeds);
+
+and, per model, a **paired comparison with the best baseline** on the ranking column. What is
+resampled is stated on each comparison: with >= 2 seeds both ran, the per-seed differences (seeds
+are the independent units; an interval needs >= MIN_UNITS of them); with one shared seed, the
+direction-signed per-metric differences (a profile over metrics, not a sampling distribution). Records hold one scalar per metric,
+so a bootstrap over cells or labels would need the runner to store per-cell (silhouette, LISI) or
+per-label (isolated labels, F1) values; it does not today.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scfm_bench.leaderboard.build import CELL_METRIC, Leaderboard, Table, build_leaderboard, column_id
+from scfm_bench.leaderboard.stats import N_BOOT, bootstrap_mean_ci
+from scfm_bench.records import MetricResult, RunManifest, latest_per_key
+
+NEGATIVE_CONTROLS = ("random", "shuffled")
+POSITIVE_CONTROL = "label_onehot"
+SCORE_COLUMNS = ("task", "dataset", "model", "kind", "column", "family", "higher_is_better", "mean", "sd", "n",
+                 "ci_low", "ci_high", "min_max", "control_scaled", "status", "reason", "rank", "in_pretraining")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One model against the best baseline of a (task, dataset) on ``column``.
+
+    ``diff`` is the mean direction-signed difference (positive: the model is better); the interval
+    is a 95 % percentile bootstrap over ``n`` paired ``unit`` s (seeds or metrics).
+    """
+
+    task: str
+    dataset: str
+    model: str
+    baseline: str
+    column: str
+    diff: float
+    ci_low: float
+    ci_high: float
+    n: int
+    unit: str
+
+    @property
+    def significant(self) -> bool:
+        return bool(not math.isnan(self.ci_low) and (self.ci_low > 0 or self.ci_high < 0))
+
+    @property
+    def marker(self) -> str:
+        """▲ significantly better, ▼ significantly worse, ≈ interval covers 0, ? too few paired units."""
+        if math.isnan(self.ci_low):
+            return "?"
+        return "▲" if self.ci_low > 0 else "▼" if self.ci_high < 0 else "≈"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    package_versions: tuple[str, ...]
+    git_commits: tuple[str, ...]
+    run_ids: tuple[str, ...]
+    suites: dict[str, int]  # metric-suite name -> version
+    cl_versions: tuple[str, ...]
+    manifests: int
+
+
+@dataclass(frozen=True)
+class Report:
+    leaderboard: Leaderboard
+    scores: pd.DataFrame  # SCORE_COLUMNS
+    comparisons: tuple[Comparison, ...]
+    overall: pd.DataFrame  # one row per model: ranking score per (task, dataset), mean rank
+    kinds: dict[str, str]
+    weights: dict[tuple[str, str], str]  # (task, dataset) -> how its aggregates are computed
+    leakage: frozenset[tuple[str, str]]  # (model, dataset) pairs where pretraining saw the dataset
+    warnings: tuple[str, ...]
+    provenance: Provenance
+    n_boot: int = field(default=N_BOOT)
+
+    @property
+    def tables(self) -> dict[tuple[str, str], Table]:
+        return self.leaderboard.tables
+
+
+def default_kinds(models: list[str]) -> dict[str, str]:
+    """Adapter kinds (baseline / control / scfm / external) from the registry; unknown keys are 'external'."""
+    from scfm_bench.registry import ADAPTERS
+
+    return {m: ADAPTERS.get(m).kind if m in ADAPTERS else "external" for m in models}
+
+
+def build_report(records: list[MetricResult], manifests: list[RunManifest] = (), *,
+                 kinds: Mapping[str, str] | None = None, n_boot: int = N_BOOT, seed: int = 0) -> Report:
+    lb = build_leaderboard(records)
+    latest = latest_per_key(sorted(records, key=lambda r: r.created_at))
+    models = sorted({r.model for r in latest})
+    kinds = dict(kinds) if kinds is not None else default_kinds(models)
+    kinds = {m: kinds.get(m, "external") for m in models}
+    suites = _manifest_suites(manifests)
+    leakage = frozenset((m, d) for d, entry in suites["datasets"].items() for m in entry.get("in_pretraining") or [])
+
+    per_seed: dict[tuple[str, str, str, str], dict[int, float]] = defaultdict(dict)
+    for r in latest:
+        if r.status == "ok" and r.metric != CELL_METRIC:
+            per_seed[(r.task, r.dataset, r.model, column_id(r.metric, r.submetric))][r.seed] = r.value
+
+    scores = _scores(lb, per_seed, kinds, leakage, n_boot, seed)
+    comparisons = tuple(c for t in lb.tables.values() for c in _compare(t, per_seed, kinds, n_boot, seed))
+    weights = {key: _weights_caption(suites["metric_suites"].get(key[0])) for key in lb.tables}
+    return Report(
+        leaderboard=lb, scores=scores, comparisons=comparisons, overall=_overall(lb, kinds), kinds=kinds,
+        weights=weights, leakage=leakage, warnings=tuple(_hash_warnings(latest)),
+        provenance=_provenance(latest, manifests, suites["versions"]), n_boot=n_boot,
+    )
+
+
+def _manifest_suites(manifests: list[RunManifest]) -> dict[str, Any]:
+    """Datasets and metric suites as the runs resolved them; later manifests win."""
+    out: dict[str, Any] = {"datasets": {}, "metric_suites": {}, "versions": {}}
+    for m in sorted(manifests, key=lambda m: m.created_at):
+        out["datasets"].update(m.suite.get("datasets") or {})
+        for task, suite in (m.suite.get("metric_suites") or {}).items():
+            out["metric_suites"][task] = suite
+            out["versions"][suite.get("name", task)] = suite.get("version")
+    return out
+
+
+def _weights_caption(suite: dict[str, Any] | None) -> str:
+    if not suite:
+        return "Aggregate weights not recorded (no run manifest next to the records)."
+    parts = []
+    for a in suite.get("aggregates") or []:
+        if a.get("weights"):
+            rhs = " + ".join(f"{w:g} × {k}" for k, w in a["weights"].items())
+        elif a.get("of"):
+            rhs = "mean(" + ", ".join(a["of"]) + ")"
+        else:
+            rhs = f"mean of the {a['family']} metrics"
+        parts.append(f"{a['id']} = {rhs}")
+    if not parts:
+        return ""
+    scaled = "min-max-scaled" if suite.get("min_max_scale") else "raw"
+    return f"Aggregates ({suite.get('name', '?')} v{suite.get('version', '?')}, over {scaled} values): " + "; ".join(parts) + "."
+
+
+def _hash_warnings(records: list[MetricResult]) -> list[str]:
+    hashes: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        if r.dataset_sha256:
+            hashes[r.dataset].add(r.dataset_sha256)
+    return [
+        f"dataset {d!r}: records come from {len(h)} different files (sha256 {', '.join(sorted(x[:12] for x in h))}); "
+        "their scores are not comparable. Re-run all models on one version of the dataset."
+        for d, h in sorted(hashes.items()) if len(h) > 1
+    ]
+
+
+def _provenance(records: list[MetricResult], manifests: list[RunManifest], versions: dict[str, Any]) -> Provenance:
+    def uniq(values) -> tuple[str, ...]:
+        return tuple(sorted({str(v) for v in values if v}))
+
+    return Provenance(
+        package_versions=uniq(m.package_version for m in manifests),
+        git_commits=uniq(m.git_commit for m in manifests),
+        run_ids=uniq([r.run_id for r in records] + [m.run_id for m in manifests]),
+        suites=dict(sorted(versions.items())),
+        cl_versions=uniq(r.params.get("cl_version") for r in records),
+        manifests=len(manifests),
+    )
+
+
+def _scale(table: Table, kinds: dict[str, str]) -> dict[tuple[str, str], tuple[float, float]]:
+    """(model, column) -> (min-max-scaled, control-scaled) of the mean over seeds."""
+    out = {}
+    frame = table.frame.set_index("model")
+    for col in table.columns:
+        means = frame[col.id].astype(float)
+        finite = means.dropna()
+        lo, hi = (finite.min(), finite.max()) if len(finite) else (math.nan, math.nan)
+        neg = [means[m] for m in NEGATIVE_CONTROLS if m in means.index and kinds.get(m) == "control"]
+        neg_v = float(np.nanmean(neg)) if neg and not all(math.isnan(v) for v in neg) else math.nan
+        pos_v = means.get(POSITIVE_CONTROL, math.nan) if kinds.get(POSITIVE_CONTROL) == "control" else math.nan
+        for model, v in means.items():
+            mm = math.nan if hi == lo or math.isnan(v) else ((v - lo) if col.higher_is_better else (hi - v)) / (hi - lo)
+            # (v - neg) / (pos - neg) is direction-aware by itself: the positive control is the better end
+            cs = math.nan if math.isnan(neg_v) or math.isnan(pos_v) or pos_v == neg_v else (v - neg_v) / (pos_v - neg_v)
+            out[(model, col.id)] = (mm, cs)
+    return out
+
+
+def _key_seed(seed: int, *key: str) -> int:
+    return seed ^ zlib.crc32("\x1f".join(key).encode())
+
+
+def _scores(lb: Leaderboard, per_seed, kinds, leakage, n_boot: int, seed: int) -> pd.DataFrame:
+    long = lb.long[lb.long["column"] != CELL_METRIC].reset_index(drop=True)
+    samples = [np.fromiter(per_seed.get((r.task, r.dataset, r.model, r.column), {}).values(), float)
+               for r in long.itertuples(index=False)]
+    ci = bootstrap_mean_ci(samples, n_boot=n_boot, seed=seed) if len(long) else np.empty((0, 2))
+    scaled = {}
+    for (task, dataset), t in lb.tables.items():
+        scaled |= {(task, dataset, *k): v for k, v in _scale(t, kinds).items()}
+    keys = list(zip(long["task"], long["dataset"], long["model"], long["column"]))
+    out = long.assign(
+        kind=long["model"].map(kinds),
+        ci_low=ci[:, 0], ci_high=ci[:, 1],
+        min_max=[scaled.get(k, (math.nan, math.nan))[0] for k in keys],
+        control_scaled=[scaled.get(k, (math.nan, math.nan))[1] for k in keys],
+        in_pretraining=[(m, d) in leakage for m, d in zip(long["model"], long["dataset"])],
+    )
+    return out[list(SCORE_COLUMNS)]
+
+
+def best_baseline(table: Table, kinds: dict[str, str]) -> str | None:
+    """The baseline ranked best on this table (None when no baseline has a rank)."""
+    ranked = table.frame[table.frame["model"].map(kinds).eq("baseline") & table.frame["rank"].notna()]
+    return None if ranked.empty else str(ranked.iloc[0]["model"])
+
+
+def _compare(table: Table, per_seed, kinds, n_boot: int, seed: int) -> list[Comparison]:
+    base = best_baseline(table, kinds)
+    col = next((c for c in table.columns if c.id == table.ranked_by), None)
+    if base is None or col is None:
+        return []
+    sign = 1.0 if col.higher_is_better else -1.0
+    key = (table.task, table.dataset)
+    out = []
+    for model in table.frame["model"]:
+        if model == base or kinds.get(model) == "control":
+            continue
+        a, b = per_seed.get((*key, model, col.id), {}), per_seed.get((*key, base, col.id), {})
+        seeds = sorted(set(a) & set(b))
+        if not seeds:
+            continue
+        # the headline difference is on the ranking column, whatever the resampling unit
+        headline = float(np.mean([sign * (a[s] - b[s]) for s in seeds]))
+        if len(seeds) > 1:
+            unit, diffs = "seeds", [sign * (a[s] - b[s]) for s in seeds]
+        else:  # one shared seed: the profile of signed differences over the metrics both have
+            unit, diffs = "metrics", _metric_diffs(table, per_seed, model, base, seeds[0])
+        lo, hi = bootstrap_mean_ci([np.asarray(diffs, float)], n_boot=n_boot, seed=_key_seed(seed, *key, model))[0]
+        out.append(Comparison(*key, model, base, col.id, diff=headline, ci_low=float(lo), ci_high=float(hi), n=len(diffs), unit=unit))
+    return out
+
+
+def _metric_diffs(table: Table, per_seed, model: str, base: str, seed: int) -> list[float]:
+    key = (table.task, table.dataset)
+    out = []
+    for c in table.columns:
+        a, b = per_seed.get((*key, model, c.id), {}), per_seed.get((*key, base, c.id), {})
+        if not c.is_aggregate and seed in a and seed in b:
+            out.append((1.0 if c.higher_is_better else -1.0) * (a[seed] - b[seed]))
+    return out
+
+
+def _overall(lb: Leaderboard, kinds: dict[str, str]) -> pd.DataFrame:
+    """Models × (task · dataset) ranking scores, with the mean rank over the tables a model is ranked in."""
+    scores: dict[str, dict[str, float]] = defaultdict(dict)
+    ranks: dict[str, list[int]] = defaultdict(list)
+    for (task, dataset), t in lb.tables.items():
+        label = f"{task} · {dataset}"
+        for row in t.frame.itertuples(index=False):
+            scores[row.model][label] = getattr(row, t.ranked_by) if t.ranked_by in t.frame else math.nan
+            if not pd.isna(row.rank):
+                ranks[row.model].append(int(row.rank))
+    labels = [f"{task} · {dataset}" for task, dataset in lb.tables]
+    frame = pd.DataFrame(
+        [{"model": m, "kind": kinds.get(m, "external"), **{lab: s.get(lab, math.nan) for lab in labels},
+          "mean_rank": float(np.mean(ranks[m])) if ranks[m] else math.nan, "ranked_in": len(ranks[m])}
+         for m, s in scores.items()],
+        columns=["model", "kind", *labels, "mean_rank", "ranked_in"],
+    )
+    return frame.sort_values(["mean_rank", "model"], na_position="last", kind="stable").reset_index(drop=True)

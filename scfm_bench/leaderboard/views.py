@@ -1,0 +1,131 @@
+"""A Report laid out as sections of plain-text tables: what every text format (terminal, Markdown,
+LaTeX, HTML) shows, decided once. Renderers only change the markup."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from scfm_bench.leaderboard.build import EFFICIENCY, Table
+from scfm_bench.leaderboard.export import MISSING, caption, display_header, display_rows, header
+from scfm_bench.leaderboard.report import Report, best_baseline
+from scfm_bench.leaderboard.stats import MIN_UNITS
+
+LEAK = "†"
+
+
+@dataclass(frozen=True)
+class View:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    statuses: list[str] = field(default_factory=list)  # per row: ok / partial / skipped / failed
+    emphasis: frozenset[str] = frozenset()  # headers shown bold (aggregates)
+    compact: frozenset[str] | None = None  # headers kept when the full table is too wide
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    notes: list[str]
+    views: list[View]
+    key: tuple[str, str] | None = None  # (task, dataset) for per-dataset sections
+
+
+def _num(v: float, fmt: str = "{:.3f}") -> str:
+    return MISSING if v is None or math.isnan(v) else fmt.format(v)
+
+
+def _ci(lo: float, hi: float) -> str:
+    return MISSING if math.isnan(lo) else f"[{lo:.3f}, {hi:.3f}]"
+
+
+def sections(report: Report) -> list[Section]:
+    out = [overall_section(report)] if len(report.tables) > 1 else []
+    return out + [dataset_section(report, key, t) for key, t in report.tables.items()]
+
+
+def overall_section(report: Report) -> Section:
+    f = report.overall
+    labels = [c for c in f.columns if c not in ("model", "kind", "mean_rank", "ranked_in")]
+    rows = [[r["model"], r["kind"], *(_num(r[lab]) for lab in labels), _num(r["mean_rank"], "{:.2f}"), str(r["ranked_in"])]
+            for _, r in f.iterrows()]
+    note = "Each dataset column is the score that ranks that table; mean rank is over the tables a model is ranked in."
+    return Section("Overall", [note], [View("Overall", ["model", "kind", *labels, "mean rank", "ranked in"], rows)])
+
+
+def dataset_section(report: Report, key: tuple[str, str], table: Table) -> Section:
+    task, dataset = key
+    scores = report.scores[(report.scores["task"] == task) & (report.scores["dataset"] == dataset)]
+    by_cell = {(r.model, r.column): r for r in scores.itertuples(index=False)}
+    comps = {c.model: c for c in report.comparisons if (c.task, c.dataset) == key}
+    base = best_baseline(table, report.kinds)
+    leaks = {m for m in table.frame["model"] if (m, dataset) in report.leakage}
+
+    head = display_header(table)
+    n_cols = len(table.columns)
+    ranked = table.ranked_by if any(c.id == table.ranked_by for c in table.columns) else None
+    extra = ([f"{ranked} 95% CI"] if ranked else []) + ([f"vs {base}"] if comps else [])
+    head = head[:2 + n_cols] + extra + head[2 + n_cols:]
+    rows, statuses = [], []
+    for status, cells in display_rows(table):
+        model = cells[1]
+        add = []
+        if ranked:
+            s = by_cell.get((model, ranked))
+            add.append(_ci(s.ci_low, s.ci_high) if s is not None else MISSING)
+        if comps:
+            c = comps.get(model)
+            add.append("baseline" if model == base else f"{c.diff:+.3f} {c.marker}" if c else MISSING)
+        cells[1] = model + (f" {LEAK}" if model in leaks else "")
+        rows.append(cells[:2 + n_cols] + add + cells[2 + n_cols:])
+        statuses.append(status)
+    aggregates = frozenset(header(c) for c in table.columns if c.is_aggregate)
+    main = View("Scores (mean ± sd over seeds)", head, rows, statuses, aggregates,
+                compact=aggregates | {"rank", "model", *extra, "status", "reason"})
+    views = [main]
+
+    order = list(table.frame["model"])
+    for attr, title in (("min_max", "Min-max-scaled (0 = worst, 1 = best model here)"),
+                        ("control_scaled", "Control-scaled (0 = negative controls, 1 = label one-hot)")):
+        values = {k: getattr(v, attr) for k, v in by_cell.items()}
+        if any(not math.isnan(v) for v in values.values()):
+            views.append(View(title, ["model", *(header(c) for c in table.columns)],
+                              [[m, *(_num(values.get((m, c.id), math.nan)) for c in table.columns)] for m in order],
+                              emphasis=aggregates))
+    if comps:
+        views.append(View(f"Paired comparison with the best baseline ({base})",
+                          ["model", "column", "Δ vs baseline", "95% CI", "n", "resampled", "sig"],
+                          [[c.model, c.column, f"{c.diff:+.3f}", _ci(c.ci_low, c.ci_high), str(c.n), c.unit, c.marker]
+                           for c in comps.values()]))
+
+    notes = [caption(table)]
+    if report.weights.get(key):
+        notes.append(report.weights[key])
+    if ranked:
+        notes.append(f"95% CI: percentile bootstrap of the mean over seeds ({report.n_boot} resamples, seeded); "
+                     f"shown only with at least {MIN_UNITS} seeds.")
+    if comps:
+        notes.append(f"Δ: mean difference on {ranked} (positive = better than {base}). ▲/▼ the 95% bootstrap interval "
+                     "excludes 0; ≈ it covers 0; ? fewer than 3 paired units. Units are seeds when both ran ≥ 2 seeds, "
+                     "otherwise the direction-signed per-metric differences of the one shared seed.")
+    if leaks:
+        notes.append(f"{LEAK} the model's pretraining corpus contains this dataset (datasets.yaml in_pretraining): "
+                     "its scores may be inflated.")
+    notes += [w for w in report.warnings if f"dataset {dataset!r}" in w]
+    return Section(f"{task} · {dataset}", notes, views, key=key)
+
+
+def footer(report: Report) -> list[str]:
+    p = report.provenance
+
+    def join(values) -> str:
+        return ", ".join(values) or "not recorded"
+
+    suites = ", ".join(f"{n} v{v}" for n, v in p.suites.items()) or "not recorded"
+    return [
+        f"scfm-bench {join(p.package_versions)} · git {join(c[:12] for c in p.git_commits)}",
+        f"Cell Ontology: {join(p.cl_versions)} · metric suites: {suites}",
+        f"Runs ({len(p.run_ids)}): {join(p.run_ids)}",
+        f"Efficiency columns: {', '.join(EFFICIENCY)} (mean over seeds).",
+    ]

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from scfm_bench.leaderboard import build_report
+from scfm_bench.leaderboard.report import _key_seed
+from scfm_bench.leaderboard.stats import bootstrap_mean_ci
+from scfm_bench.records import RunManifest
+
+KINDS = {"pca": "baseline", "hvg": "baseline", "scgpt": "scfm", "random": "control", "shuffled": "control",
+         "label_onehot": "control"}
+P = {"primary": "total", "min_max_scaled": False}
+
+
+def _cell(rec, model, seed, ari, total, **kw):
+    return [rec(model, "ari", ari, seed=seed, params=P, **kw), rec(model, "nmi", ari / 2, seed=seed, params=P, **kw),
+            rec(model, "total", total, seed=seed, family="aggregate", params=P, **kw)]
+
+
+def test_bootstrap_ci_matches_scipy_percentile_bootstrap():
+    x = np.array([0.1, 0.4, 0.35, 0.8, 0.55, 0.6, 0.2])
+    lo, hi = bootstrap_mean_ci([x], n_boot=20000)[0]
+    ref = stats.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", random_state=1).confidence_interval
+    assert lo == pytest.approx(ref.low, abs=0.01) and hi == pytest.approx(ref.high, abs=0.01)
+    # seeded, order-independent, and no interval below three units
+    again = bootstrap_mean_ci([np.array([1.0, 2.0]), x], n_boot=20000)
+    assert np.isnan(again[0]).all() and (again[1] == [lo, hi]).all()
+
+
+def test_control_scaling_uses_negative_and_positive_controls(rec):
+    records = (_cell(rec, "random", 0, 0.25, 0.25) + _cell(rec, "shuffled", 0, 0.75, 0.25)
+               + _cell(rec, "label_onehot", 0, 1.5, 1.0) + _cell(rec, "pca", 0, 1.0, 0.625))
+    s = build_report(records, kinds=KINDS).scores.set_index(["model", "column"])
+    # ari: negatives mean 0.5, positive 1.5 -> pca (1.0 - 0.5) / 1.0
+    assert s.loc[("pca", "ari"), "control_scaled"] == pytest.approx(0.5)
+    assert s.loc[("pca", "total"), "control_scaled"] == pytest.approx(0.5)  # (0.625 - 0.25) / 0.75
+    assert s.loc[("pca", "ari"), "min_max"] == pytest.approx(0.75 / 1.25)  # range 0.25 .. 1.5
+    assert s.loc[("label_onehot", "ari"), "control_scaled"] == 1.0
+
+
+def test_control_scaling_needs_both_kinds(rec):
+    s = build_report(_cell(rec, "random", 0, 0.2, 0.2) + _cell(rec, "pca", 0, 0.5, 0.5), kinds=KINDS).scores
+    assert s["control_scaled"].isna().all()
+
+
+def test_paired_comparison_over_seeds(rec):
+    records = []
+    for seed, (p, g, h) in enumerate([(0.5, 0.6, 0.4), (0.52, 0.63, 0.45), (0.49, 0.61, 0.5), (0.51, 0.6, 0.52)]):
+        records += _cell(rec, "pca", seed, p, p) + _cell(rec, "scgpt", seed, g, g) + _cell(rec, "hvg", seed, h, h)
+    report = build_report(records, kinds=KINDS)
+    comps = {c.model: c for c in report.comparisons}
+    assert set(comps) == {"scgpt", "hvg"} and all(c.baseline == "pca" and c.unit == "seeds" for c in comps.values())
+    d = np.array([0.1, 0.11, 0.12, 0.09])
+    assert comps["scgpt"].diff == pytest.approx(d.mean()) and comps["scgpt"].n == 4
+    assert [comps["scgpt"].ci_low, comps["scgpt"].ci_high] == pytest.approx(
+        bootstrap_mean_ci([d], seed=_key_seed(0, "integration", "pbmc", "scgpt"))[0])
+    assert comps["scgpt"].marker == "▲" and comps["scgpt"].significant
+    assert comps["hvg"].marker == "≈"  # -0.1 .. +0.03: the interval covers 0
+
+
+def test_single_seed_comparison_resamples_metrics_and_lower_is_better_flips(rec):
+    records = [rec("pca", "err", 0.5, higher_is_better=False, params=P), rec("pca", "ari", 0.5, params=P),
+               rec("pca", "nmi", 0.5, params=P), rec("pca", "total", 0.5, family="aggregate", params=P),
+               rec("scgpt", "err", 0.25, higher_is_better=False, params=P), rec("scgpt", "ari", 0.75, params=P),
+               rec("scgpt", "nmi", 0.625, params=P), rec("scgpt", "total", 0.75, family="aggregate", params=P)]
+    (c,) = build_report(records, kinds=KINDS).comparisons
+    assert (c.unit, c.n, c.column, c.diff) == ("metrics", 3, "total", 0.25)  # aggregates are not resampled
+    assert c.marker == "▲"  # signed differences 0.25, 0.25, 0.125: all positive
+
+
+def test_leakage_hash_mix_and_provenance(rec):
+    ds = {"pbmc": {"in_pretraining": ["scgpt"]}}
+    suite = {"datasets": ds, "metric_suites": {"integration": {
+        "name": "scib_classic", "version": 3, "min_max_scale": False,
+        "aggregates": [{"id": "bio", "family": "bio"}, {"id": "total", "weights": {"bio": 0.6, "batch": 0.4}}]}}}
+    m = RunManifest(run_id="r1", package_version="0.1.0", git_commit="abcdef1234567890", suite=suite)
+    records = [rec("scgpt", "ari", 0.5, params={"cl_version": "2024-01-01"}),
+               rec("pca", "ari", 0.4).model_copy(update={"dataset_sha256": "a" * 64}),
+               rec("scgpt", "nmi", 0.4).model_copy(update={"dataset_sha256": "b" * 64})]
+    report = build_report(records, [m], kinds=KINDS)
+    assert report.leakage == {("scgpt", "pbmc")}
+    assert report.scores.set_index("model").loc["scgpt", "in_pretraining"].all()
+    assert len(report.warnings) == 1 and "'pbmc'" in report.warnings[0] and "aaaaaaaaaaaa" in report.warnings[0]
+    assert report.weights[("integration", "pbmc")] == (
+        "Aggregates (scib_classic v3, over raw values): bio = mean of the bio metrics; total = 0.6 × bio + 0.4 × batch.")
+    p = report.provenance
+    assert (p.package_versions, p.git_commits, p.cl_versions, p.suites) == (
+        ("0.1.0",), ("abcdef1234567890",), ("2024-01-01",), {"scib_classic": 3})
+    assert p.run_ids == ("r1", "run")
+
+
+def test_failed_cells_keep_reasons_and_no_numbers(rec):
+    records = _cell(rec, "pca", 0, 0.5, 0.5) + [rec("scgpt", "*", status="failed", reason="NaN in embedding", family=None)]
+    report = build_report(records, kinds=KINDS)
+    row = report.scores.set_index(["model", "column"]).loc[("scgpt", "ari")]
+    assert row["status"] == "failed" and row["reason"] == "NaN in embedding" and math.isnan(row["mean"])
+    assert report.comparisons == ()
