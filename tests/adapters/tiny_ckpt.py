@@ -47,3 +47,39 @@ def build_scgpt(folder, *, d=16, layers=2, heads=2, d_hid=32, impl=False, drop=N
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "args.json").write_text(json.dumps(args))
     return folder
+
+
+ENSEMBL = [f"ENSG{i:011d}" for i in range(40)]
+
+
+def build_geneformer(folder, *, v2=True, max_pos=64, bin_format=False, drop=None, seed=0):
+    """HF BERT dir + dictionaries; one many-to-one Ensembl mapping (ENSG...39 -> ENSG...38) to exercise summing."""
+    import pickle
+
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = ["<pad>", "<mask>", "<cls>", "<eos>"] if v2 else ["<pad>", "<mask>"]
+    tokens = {t: i for i, t in enumerate(specials)} | {g: len(specials) + i for i, g in enumerate(ENSEMBL[:39])}
+    medians = {g: 0.5 + (i % 7) / 4 for i, g in enumerate(ENSEMBL[:39])}
+    mapping = {g: g for g in ENSEMBL[:39]} | {ENSEMBL[39]: ENSEMBL[38]}
+    names = {f"GENE{i}": g for i, g in enumerate(ENSEMBL)}
+    sub, tag = (folder, "gc104M") if v2 else (folder / "gene_dictionaries_30m", "gc30M")
+    sub.mkdir(exist_ok=True)
+    for stem, d in (("token_dictionary", tokens), ("gene_median_dictionary", medians), ("ensembl_mapping_dict", mapping),
+                    ("gene_name_id_dict", names)):
+        (sub / f"{stem}_{tag}.pkl").write_bytes(pickle.dumps(d))
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tokens), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=max_pos, hidden_act="relu", layer_norm_eps=1e-12, pad_token_id=0, type_vocab_size=2)
+    model = BertForMaskedLM(cfg)
+    if bin_format or drop:
+        cfg.save_pretrained(folder)
+        state = model.state_dict() | {"bert.embeddings.position_ids": torch.arange(max_pos)[None]}
+        if drop:
+            state.pop(drop)
+        torch.save(state, folder / "pytorch_model.bin")
+    else:
+        model.save_pretrained(folder)
+    return folder
