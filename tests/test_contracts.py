@@ -79,7 +79,13 @@ def test_adapter_contract(key, tiny_preprocessed):
     """Every adapter yields one finite, non-constant row per cell, deterministically for a seed."""
     from scfm_bench.embed import embed
 
+    from scfm_bench.exceptions import CellSkipped
+
     cls = ADAPTERS.get(key)
+    if cls.kind == "scfm":  # weights cannot ship: without a checkpoint the cell is skipped, never a crash
+        with pytest.raises(CellSkipped, match="expected files"):  # (embeddings: tests/adapters, tiny checkpoints)
+            embed(cls({}, seed=0), tiny_preprocessed, dataset_sha256="t", cache=None)
+        return
     params = {"max_epochs_cap": 2} if key == "scvi" else {}
     a = embed(cls(params, seed=0), tiny_preprocessed, dataset_sha256="t", cache=None).X
     b = embed(cls(params, seed=0), tiny_preprocessed, dataset_sha256="t", cache=None).X

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
     from anndata import AnnData
 
@@ -68,11 +70,15 @@ class Adapter:
     description: ClassVar[str] = ""
     input_spec: ClassVar[InputSpec] = InputSpec()
     Params: ClassVar[type[BaseModel]] = NoParams
+    torch_forward: ClassVar[bool] = False  # embed_batch is a torch forward: the engine adds inference_mode/autocast
+    token_budget: ClassVar[int | None] = None  # padded tokens per batch for length-bucketed batching
 
-    def __init__(self, params: BaseModel | dict | None = None, *, seed: int = 0) -> None:
+    def __init__(self, params: BaseModel | dict | None = None, *, seed: int = 0, model_dir: "Path | None" = None) -> None:
         self.params = params if isinstance(params, BaseModel) else self.Params.model_validate(params or {})
         self.seed = seed
         self.device = "cpu"
+        self.model_dir = model_dir  # SCFM_BENCH_MODEL_DIR: checkpoints in <model_dir>/<key>
+        self.run_info: dict[str, Any] = {}  # facts found while embedding (e.g. gene matching), kept in records
 
     def check(self, adata: "AnnData") -> None:
         """Raise ConfigError before anything runs if this model cannot use ``adata`` as configured."""

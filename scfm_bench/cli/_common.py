@@ -45,3 +45,23 @@ def settings(**overrides):
             f"{'.'.join(map(str, er['loc'])) or 'value'} (SCFM_BENCH_{str(er['loc'][0]).upper() if er['loc'] else ''} or flag): {er['msg']}"
             for er in e.errors())) from None
     return s
+
+
+Checkpoint = Annotated[list[str], typer.Option(
+    "--checkpoint", help="MODEL=FOLDER with the model's checkpoint files (default: $SCFM_BENCH_MODEL_DIR/MODEL).")]
+
+
+def checkpoint_params(items: list[str]) -> list[str]:
+    """``--checkpoint scgpt=/models/scGPT_human`` -> the model parameter ``scgpt.checkpoint=/models/scGPT_human``."""
+    from scfm_bench.exceptions import ConfigError
+    from scfm_bench.registry import ADAPTERS
+
+    out = []
+    for item in items:
+        model, sep, path = item.partition("=")
+        if not (sep and model and path):
+            raise ConfigError(f"--checkpoint {item!r}: expected MODEL=FOLDER, e.g. --checkpoint scgpt=~/models/scGPT_human.")
+        if "checkpoint" not in ADAPTERS.get(model).Params.model_fields:
+            raise ConfigError(f"--checkpoint {item!r}: model {model!r} takes no checkpoint (it has no weights to load).")
+        out.append(f"{model}.checkpoint={path}")
+    return out

@@ -31,9 +31,18 @@ def rows(what: What, suite_dir=None) -> list[dict]:
     from scfm_bench.registry import ADAPTERS, METRICS, TASKS
 
     if what is What.models:
-        return [{"key": k, "name": a.display_name, "kind": a.kind, "version": a.version, "licence": a.licence,
-                 "needs": ", ".join(n for n, v in a.input_spec.model_dump().items() if v is True) or "-",
-                 "description": a.description} for k, a in ADAPTERS.items()]
+        from scfm_bench.cli._common import settings
+
+        model_dir = settings().model_dir
+        out = []
+        for k, a in ADAPTERS.items():
+            scfm = hasattr(a, "checkpoint_status")  # foundation models: weights live on the user's disk
+            inst = a({}, model_dir=model_dir) if scfm else None
+            out.append({"key": k, "name": a.display_name, "kind": a.kind, "version": a.version, "licence": a.licence,
+                        "checkpoint": inst.checkpoint_status() if scfm else "-", "variant": inst.variant() if scfm else "-",
+                        "needs": ", ".join(n for n, v in a.input_spec.model_dump().items() if v is True) or "-",
+                        "description": a.description})
+        return out
     if what is What.tasks:
         from scfm_bench.config import load_suite
 

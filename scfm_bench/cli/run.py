@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from scfm_bench.cli._common import SuiteDir, err_console, out_console, settings
+from scfm_bench.cli._common import Checkpoint, SuiteDir, checkpoint_params, err_console, out_console, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +21,7 @@ def run(
     model: Annotated[list[str], typer.Option("--model", "-m", help="Model key(s) (default: the task's models).")] = [],
     seeds: Annotated[list[int], typer.Option("--seeds", help="Seeds, e.g. --seeds 0 1 2 (default: the task's).")] = [],
     model_param: Annotated[list[str], typer.Option("--model-param", help="MODEL.KEY=VALUE, e.g. precomputed.obsm_key=X_mine.")] = [],
+    checkpoint: Checkpoint = [],
     label_key: Annotated[str | None, typer.Option(help="obs column with cell-type labels (for an .h5ad --dataset).")] = None,
     batch_key: Annotated[str | None, typer.Option(help="obs column with batches.")] = None,
     ontology_key: Annotated[str | None, typer.Option(help="obs column with Cell Ontology ids.")] = None,
@@ -43,7 +44,7 @@ def run(
     set_enabled(not quiet and sys.stderr.isatty())
     cfg = settings(device=device)
     opts = RunOptions(suite_dir=suite_dir, tasks=task, datasets=dataset, models=model, seeds=seeds,
-                      model_params=model_param, label_key=label_key, batch_key=batch_key,
+                      model_params=[*model_param, *checkpoint_params(checkpoint)], label_key=label_key, batch_key=batch_key,
                       ontology_key=ontology_key, counts_layer=counts_layer,
                       round_counts=round_counts)
     plan = build_plan(opts, env_seed=cfg.seed)

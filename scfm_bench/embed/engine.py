@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,37 +63,73 @@ def _to_numpy(out: Any) -> np.ndarray:
     return np.asarray(out)
 
 
-def run_batches(adapter: Adapter, prep: Prepared, batch_size: int, *, min_batch_size: int = 1) -> np.ndarray:
-    """Embed ``prep`` in batches; items sorted by length (padding waste) and returned in input order.
+def plan_batches(lengths, batch_size: int, token_budget: int | None, *, bucketed: bool = True) -> list[np.ndarray]:
+    """Index batches: with ``bucketed`` the items are sorted by length (longest first) so a batch pads
+    to similar lengths, and a batch closes when ``batch_size`` items or ``token_budget`` padded tokens
+    (items x longest item) would be exceeded. Without it: input order, fixed ``batch_size``."""
+    n = len(lengths)
+    if not bucketed:
+        return [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    batches, start = [], 0
+    while start < n:
+        longest = max(int(lengths[order[start]]), 1)
+        size = batch_size if token_budget is None else max(1, min(batch_size, token_budget // longest))
+        batches.append(order[start : start + size])
+        start += size
+    return batches
 
-    On an out-of-memory error the batch size halves and the failed batch is retried.
+
+@contextmanager
+def forward_context(device: str, precision: str = "auto"):
+    """Gradient-free forward passes; bf16 autocast on CUDA when the GPU supports it (fp32 on CPU)."""
+    import torch
+
+    use_bf16 = device.startswith("cuda") and precision != "fp32" and torch.cuda.is_bf16_supported()
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+        yield "bf16" if use_bf16 else "fp32"
+
+
+def run_batches(adapter: Adapter, prep: Prepared, batch_size: int, *, min_batch_size: int = 1,
+                token_budget: int | None = None, bucketed: bool = True) -> np.ndarray:
+    """Embed ``prep`` in batches (see plan_batches) and return the rows in input order.
+
+    On an out-of-memory error the batch size and token budget halve and the remaining items are
+    re-planned from the failed batch on.
     """
     if prep.whole:
         return _to_numpy(adapter.embed_batch(prep.collate(list(prep.dataset))))
     n = len(prep.dataset)
-    order = np.argsort(np.asarray(prep.lengths), kind="stable")[::-1] if prep.lengths is not None else np.arange(n)
+    lengths = prep.lengths if prep.lengths is not None else np.ones(n, dtype=int)
+    batches = plan_batches(lengths, batch_size, token_budget, bucketed=bucketed and prep.lengths is not None)
+    done_idx: list[np.ndarray] = []
     outputs: list[np.ndarray] = []
-    start = 0
     with progress_bar(f"embedding with {adapter.key}", n) as advance:
-        while start < n:
-            idx = order[start : start + batch_size]
+        while batches:
+            idx = batches[0]
             try:
                 out = _to_numpy(adapter.embed_batch(prep.collate([prep.dataset[i] for i in idx])))
             except Exception as exc:
-                if not _is_oom(exc) or batch_size <= min_batch_size:
+                if not _is_oom(exc) or len(idx) <= min_batch_size:
                     raise
-                batch_size = max(min_batch_size, batch_size // 2)
+                batch_size = max(min_batch_size, len(idx) // 2)
+                token_budget = token_budget // 2 if token_budget else None
                 log.warning("model %s: out of memory; retrying with batch size %d", adapter.key, batch_size)
                 torch = sys.modules.get("torch")
                 if torch is not None and torch.cuda.is_available():
                     torch.cuda.empty_cache()
+                rest = np.concatenate(batches)
+                sub = plan_batches(np.asarray(lengths)[rest], batch_size, token_budget, bucketed=bucketed)
+                batches = [rest[b] for b in sub]
                 continue
+            batches.pop(0)
             outputs.append(out)
-            start += len(idx)
+            done_idx.append(idx)
             advance(len(idx))
     X = np.concatenate(outputs, axis=0)
     restored = np.empty_like(X)
-    restored[order] = X
+    restored[np.concatenate(done_idx)] = X
     return restored
 
 
@@ -125,13 +162,15 @@ def embed(
         adapter.load(device)
         prep = adapter.prepare(adata)
         t1 = time.perf_counter()
-        X = run_batches(adapter, prep, batch_size)
+        with forward_context(device) if adapter.torch_forward else nullcontext("n/a") as precision:
+            X = run_batches(adapter, prep, batch_size, token_budget=adapter.token_budget)
         t2 = time.perf_counter()
     X = validate_embedding(X, adata.n_obs, adapter.key)
     meta = {
         "adapter": adapter.key, "version": adapter.version, "weights_id": adapter.weights_id, "params": params,
         "seed": adapter.seed, "dataset_sha256": dataset_sha256, "device": device, "dim": int(X.shape[1]),
         "prepare_s": t1 - t0, "embed_s": t2 - t1, "peak_ram_mb": pm.peak_ram_mb, "peak_gpu_mb": pm.peak_gpu_mb,
+        "precision": precision, "run_info": adapter.run_info,
     }
     if cache is not None:
         cache.put(key, X, meta)

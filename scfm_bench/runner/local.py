@@ -38,9 +38,9 @@ class RunSummary:
         return 1 if any(r.status == "failed" for r in self.records) else 0
 
 
-def _adapter(plan: Plan, cell: Cell) -> Adapter:
+def _adapter(plan: Plan, cell: Cell, settings: Settings) -> Adapter:
     cls = ADAPTERS.get(cell.model)
-    return cls(plan.model_params[cell.task][cell.model], seed=cell.seed)
+    return cls(plan.model_params[cell.task][cell.model], seed=cell.seed, model_dir=settings.model_dir)
 
 
 def _load_and_validate(plan: Plan, settings: Settings) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def _load_and_validate(plan: Plan, settings: Settings) -> dict[str, Any]:
     for name, entry in plan.datasets.items():
         cells = [c for c in plan.cells if c.dataset == name]
         task_classes = [TASKS.get(plan.tasks[c.task].task) for c in cells]
-        adapters = {c.model: _adapter(plan, c) for c in cells}
+        adapters = {c.model: _adapter(plan, c, settings) for c in cells}
         ds = load_dataset(name, entry, settings, suite_root=plan.suite.root)
         validate_fields(ds, need_label=any(t.needs_label for t in task_classes),
                         need_batch=any(t.needs_batch or adapters[c.model].input_spec.needs_batch
@@ -110,7 +110,7 @@ def execute(plan: Plan, settings: Settings, *, output_dir: Path, resume: bool = 
         for c in dcells:
             groups.setdefault((c.model, c.seed, repr(sorted(plan.model_params[c.task][c.model].items()))), []).append(c)
         for cells in groups.values():
-            adapter = _adapter(plan, cells[0])
+            adapter = _adapter(plan, cells[0], settings)
             key = adapter_cache_key(adapter, ds.sha256, adata)
             skip = [c for c in cells if c in done and cache.contains(key)]
             summary.resumed += skip
@@ -140,7 +140,8 @@ def _run_group(plan, adapter, cells, data, sha, cache, device, settings, writer,
         task = TASKS.get(plan.tasks[c.task].task)()
         suite_name, suite = plan.metric_suites[c.task]
         base_params = {"primary": suite.primary, "min_max_scaled": suite.min_max_scale,
-                       "model_params": adapter.record_params(), "embedding_dim": int(emb.X.shape[1]), "n_cells": int(emb.X.shape[0])}
+                       "model_params": adapter.record_params(), "embedding_dim": int(emb.X.shape[1]),
+                       "n_cells": int(emb.X.shape[0]), "embedding_info": emb.meta.get("run_info") or {}}
         try:
             outcomes = task.run(data, emb.X, params=plan.task_params[c.task], seed=c.seed, suite=suite)
         except CellError as exc:

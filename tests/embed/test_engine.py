@@ -85,3 +85,32 @@ def test_cache_roundtrip_and_key(tmp_path):
     np.testing.assert_array_equal(first.X, again.X)
     assert first.peak_ram_mb > 0 and first.embed_s >= 0
     assert not list(tmp_path.glob("*.tmp*")), "no temporary files left behind"
+
+
+def test_plan_batches_token_budget_and_plain():
+    from scfm_bench.embed.engine import plan_batches
+
+    lengths = [5, 100, 7, 90, 3, 50]
+    batches = plan_batches(lengths, batch_size=4, token_budget=200)
+    # longest first; a batch holds at most budget // longest items
+    assert [b.tolist() for b in batches] == [[1, 3], [5, 2, 0, 4]]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(6))
+    assert [b.tolist() for b in plan_batches(lengths, 4, 200, bucketed=False)] == [[0, 1, 2, 3], [4, 5]]
+
+
+def test_oom_backoff_with_token_budget_replans():
+    ad = toy_adata(n=30)
+    model = PerCell(oom_above=3)
+    X = run_batches(model, model.prepare(ad), batch_size=16, token_budget=10_000)
+    assert max(model.seen) <= 3 and sum(model.seen) == ad.n_obs
+    np.testing.assert_allclose(X[:, 0], np.asarray(ad.X).sum(1))
+
+
+def test_forward_context_is_fp32_inference_on_cpu():
+    import torch
+
+    from scfm_bench.embed.engine import forward_context
+
+    with forward_context("cpu") as precision:
+        assert precision == "fp32" and torch.is_inference_mode_enabled()
+        assert not torch.is_autocast_enabled("cuda")
