@@ -24,6 +24,18 @@ class FieldMap(_Strict):
         "refuse", description="Counts deposited as non-integers (e.g. some plate-based protocols): refuse, or round half-up")
 
 
+class PerturbationFields(_Strict):
+    """How a perturbation screen names its conditions (GEARS, scPerturb and PerturBench layouts)."""
+
+    key: str | None = Field(None, description="obs column with condition labels; None: auto-detect "
+                            "perturbation, condition, gene, target_gene")
+    control_labels: list[str] = Field(default_factory=lambda: ["ctrl", "control", "non-targeting", "NT"],
+                                      description="labels of control cells")
+    combo_delim: str = Field("+", min_length=1, description="separator of multi-target labels (A+B)")
+    values: Literal["auto", "counts", "log1p"] = Field(
+        "auto", description="what X holds: raw counts (normalised here), log1p-normalised values, or auto-detect")
+
+
 class DatasetEntry(_Strict):
     source: Literal["builtin", "url", "file"]
     description: str = ""
@@ -41,6 +53,7 @@ class DatasetEntry(_Strict):
     min_cells_per_batch: int = Field(10, ge=1)
     in_pretraining: list[str] = Field(
         default_factory=list, description="Model keys whose pretraining corpus contains this dataset (leakage marker)")
+    perturbation: PerturbationFields | None = Field(None, description="perturbation screens: condition field map")
 
     @model_validator(mode="after")
     def _source_fields(self) -> "DatasetEntry":

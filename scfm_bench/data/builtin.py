@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from scfm_bench.config.schemas import DatasetEntry
 from scfm_bench.data.pbmc68k import pbmc68k_semisynthetic
+from scfm_bench.data.perturb_sim import perturbation_synthetic
 from scfm_bench.data.synthetic import synthetic
 from scfm_bench.exceptions import ConfigError
 from scfm_bench.settings import Settings
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 BUILDERS: dict[str, Callable[..., AnnData]] = {
     "pbmc68k_semisynthetic": pbmc68k_semisynthetic,
     "synthetic": synthetic,
+    "perturbation_synthetic": perturbation_synthetic,
 }
 
 # Part of every cache key: bump it when a builder's output changes for the same parameters.

@@ -61,12 +61,14 @@ def load_dataset(name: str, entry: DatasetEntry, settings: Settings, *, suite_ro
                 f"Fix: restore the original file, or update sha256 in datasets.yaml if it changed on purpose."
             )
 
-    check_counts(adata, name=name, counts_layer=fields.counts_layer, non_integer=fields.non_integer_counts)
+    if entry.perturbation is None:  # perturbation screens may hold log1p values; their loader checks them
+        check_counts(adata, name=name, counts_layer=fields.counts_layer, non_integer=fields.non_integer_counts)
     adata.X = adata.X.astype(np.float32, copy=False)
     set_gene_ids(adata, name=name, fields=fields)
     check_obs_columns(adata, name=name, fields=fields)
     if sha256 is None:
-        sha256 = content_sha256(adata, [c for c in (fields.label, fields.batch, fields.ontology_id) if c])
+        pkey = entry.perturbation.key if entry.perturbation else None
+        sha256 = content_sha256(adata, [c for c in (fields.label, fields.batch, fields.ontology_id, pkey) if c])
     logger.info("dataset %r: %d cells x %d genes, sha256 %s", name, adata.n_obs, adata.n_vars, sha256)
     return LoadedDataset(name=name, adata=adata, sha256=sha256, entry=entry)
 

@@ -12,7 +12,22 @@ import numpy as np
 
 from scfm_bench.registry import METRICS
 
-Input = Literal["X", "labels", "batch", "X_pre", "knn15", "knn50", "knn90"]
+Input = Literal["X", "labels", "batch", "X_pre", "knn15", "knn50", "knn90", "perturbation"]
+
+
+@dataclass(frozen=True)
+class PerturbationEval:
+    """Pseudobulk predictions of held-out perturbations and what they are scored against (one row per
+    test perturbation p). Gene masks already exclude p's own targets unless the task keeps them."""
+
+    pred: np.ndarray  # (n_test, n_genes) predicted log-expression x̂_p
+    truth: np.ndarray  # (n_test, n_genes) observed pseudobulk x_p
+    control: np.ndarray  # (n_genes,) control mean c
+    reference: np.ndarray  # (n_genes,) perturbed reference r = mean of training perturbation centroids
+    hvg: np.ndarray  # (n_test, n_genes) bool: H minus T(p)
+    shared_hvg: np.ndarray  # (n_genes,) bool: H minus every test target (one gene set for all distances)
+    top_expressed: np.ndarray  # (n_test, n_genes) bool: E1000 minus T(p)
+    de: np.ndarray  # (n_test, n_de) int: DE20(p), largest |Welch t| vs control within H minus T(p)
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,7 @@ class MetricInputs:
     labels: np.ndarray | None = None
     batch: np.ndarray | None = None
     X_pre: np.ndarray | None = None
+    perturbation: PerturbationEval | None = None
     knn_method: str = "auto"
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def _load_and_validate(plan: Plan, settings: Settings) -> dict[str, Any]:
 
     loaded = {}
     for name, entry in plan.datasets.items():
-        cells = [c for c in plan.cells if c.dataset == name]
+        cells = [c for c in plan.cells if c.dataset == name and _uses_embedding(plan, c)]
         task_classes = [TASKS.get(plan.tasks[c.task].task) for c in cells]
         adapters = {c.model: _adapter(plan, c, settings) for c in cells}
         ds = load_dataset(name, entry, settings, suite_root=plan.suite.root)
@@ -58,8 +59,15 @@ def _load_and_validate(plan: Plan, settings: Settings) -> dict[str, Any]:
                                        for t, c in zip(task_classes, cells)))
         for a in adapters.values():
             a.check(ds.adata)
+        for c in plan.cells:  # direct tasks validate the data themselves (bad input aborts before writing)
+            if c.dataset == name and not _uses_embedding(plan, c):
+                TASKS.get(plan.tasks[c.task].task).load(ds.adata, name=name, entry=entry, params=plan.task_params[c.task])
         loaded[name] = ds
     return loaded
+
+
+def _uses_embedding(plan: Plan, cell: Cell) -> bool:
+    return TASKS.get(plan.tasks[cell.task].task).uses_embedding
 
 
 def _resumable(plan: Plan, output_dir: Path) -> set[Cell]:
@@ -95,7 +103,11 @@ def execute(plan: Plan, settings: Settings, *, output_dir: Path, resume: bool = 
     ))
 
     for dname, ds in loaded.items():
-        dcells = [c for c in plan.cells if c.dataset == dname]
+        direct = [c for c in plan.cells if c.dataset == dname and not _uses_embedding(plan, c) and c not in done]
+        _run_direct(plan, direct, ds, device, writer, summary)
+        dcells = [c for c in plan.cells if c.dataset == dname and _uses_embedding(plan, c)]
+        if not dcells:
+            continue
         entry = plan.datasets[dname]
         fields = entry.fields
         adata = preprocess(ds.adata, seed=0)
@@ -150,6 +162,46 @@ def _run_group(plan, adapter, cells, data, sha, cache, device, settings, writer,
         writer.append(recs)
         summary.records += recs
         log.info("%s · %s · %s · seed %d: %d metrics", c.task, c.dataset, c.model, c.seed, len(recs))
+
+
+def _run_direct(plan: Plan, cells: list[Cell], ds, device, writer: RunWriter, summary: RunSummary) -> None:
+    """Tasks that read the dataset themselves: one call per (task, seed) scores all its predictors;
+    records stay one per (task, dataset, model=predictor, seed, metric), and the per-perturbation
+    table lands beside records.jsonl, named in every record's params."""
+    groups: dict[tuple[str, int], list[Cell]] = {}
+    for c in cells:
+        groups.setdefault((c.task, c.seed), []).append(c)
+    for (tname, seed), group in groups.items():
+        task = TASKS.get(plan.tasks[tname].task)()
+        suite_name, suite = plan.metric_suites[tname]
+        models = [c.model for c in group]
+        stamp = dict(run_id=writer.dir.name, dataset=ds.name, seed=seed, dataset_sha256=ds.sha256)
+        embedders = {}
+        for emb in task.adapter_embeddings(models, plan.task_params[tname]):
+            adapter = ADAPTERS.get(emb)(plan.model_params[tname].get(emb, {}), seed=seed)
+            adapter.load(device)
+            embedders[emb] = adapter.gene_embeddings
+        t0 = time.perf_counter()
+        try:
+            res = task.run_direct(ds.adata, name=ds.name, entry=ds.entry, models=models, params=plan.task_params[tname],
+                                  seed=seed, suite=suite, embedders=embedders)
+        except CellError as exc:
+            recs = [MetricResult(task=tname, model=m, metric="*", status=exc.status, reason=str(exc), **stamp) for m in models]
+            writer.append(recs)
+            summary.records += recs
+            continue
+        table = Path("tables") / f"{tname}__{ds.name}__seed{seed}.csv"
+        (writer.dir / "tables").mkdir(parents=True, exist_ok=True)
+        res.table.to_csv(writer.dir / table, index=False)
+        timings = Timings(metric_s=time.perf_counter() - t0)
+        recs = [MetricResult(task=tname, model=m, metric=o.id, value=o.value, status=o.status, reason=o.reason,
+                             family=o.family or None, higher_is_better=o.higher_is_better, suite=suite_name,
+                             params={"primary": suite.primary, "per_perturbation_table": str(table), **o.params},
+                             timings=timings, **stamp)
+                for m in models for o in res.outcomes[m]]
+        writer.append(recs)
+        summary.records += recs
+        log.info("%s · %s · seed %d: %d predictors, %d records", tname, ds.name, seed, len(models), len(recs))
 
 
 def _record(o: Outcome, c: Cell, suite_name: str, base_params: dict, timings: dict, stamp: dict) -> MetricResult:

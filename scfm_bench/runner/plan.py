@@ -116,7 +116,8 @@ def build_plan(opts: RunOptions, *, env_seed: int | None = None) -> Plan:
         raise ConfigError("The suite is inconsistent:\n  " + "\n  ".join(problems))
     for name in opts.tasks:
         suite.task(name)  # raises with "did you mean"
-    for m in opts.models:
+    direct = any(not TASKS.get(suite.task(t).task).uses_embedding for t in (opts.tasks or suite.tasks))
+    for m in opts.models if not direct else []:  # direct tasks' predictors are checked per task below
         ADAPTERS.get(m)
     task_names = opts.tasks or sorted(suite.tasks)
     if not task_names:
@@ -137,7 +138,11 @@ def build_plan(opts: RunOptions, *, env_seed: int | None = None) -> Plan:
         suites[tname] = (ms_name, suite.metric_suite(ms_name))
         models = opts.models or tc.models
         model_params[tname] = {}
-        for m in models:
+        if not task_cls.uses_embedding:
+            embedders = {k for k, cls in ADAPTERS.items() if hasattr(cls, "gene_embeddings")}
+            task_cls.check_models(models, task_params[tname], embedders)
+            model_params[tname] = {m: tc.model_params.get(m, {}) for m in models}
+        for m in models if task_cls.uses_embedding else []:
             merged = {**tc.model_params.get(m, {}), **cli_params.get(m, {})}
             try:
                 ADAPTERS.get(m).Params.model_validate(merged)

@@ -37,6 +37,9 @@ class Task:
     Params: ClassVar[type[BaseModel]] = EmbeddingTaskParams
     needs_label: ClassVar[bool] = True
     needs_batch: ClassVar[bool] = False
+    # False: the task reads the dataset itself and its "models" are its own predictors (the runner then
+    # calls run_direct once per (dataset, seed) instead of embedding with adapters).
+    uses_embedding: ClassVar[bool] = True
     default_suite: ClassVar[str]
 
     def run(self, data: TaskData, embedding: np.ndarray, *, params: BaseModel, seed: int, suite: MetricSuite) -> list[Outcome]:
