@@ -1,6 +1,6 @@
 """Metrics: one file per metric (or tightly-coupled family); each registers itself in METRICS."""
 
-from scfm_bench.metrics._base import Metric, MetricInputs, MetricSpec, metric
+from scfm_bench.metrics._base import Metric, MetricInputs, MetricSpec, Scored, metric
 from scfm_bench.metrics._evaluate import Outcome, compute_aggregates, evaluate_suite
 
-__all__ = ["Metric", "MetricInputs", "MetricSpec", "Outcome", "compute_aggregates", "evaluate_suite", "metric"]
+__all__ = ["Metric", "MetricInputs", "MetricSpec", "Outcome", "Scored", "compute_aggregates", "evaluate_suite", "metric"]
