@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from scfm_bench.metrics import MetricInputs
+from scfm_bench.metrics import MetricInputs, Scored
 from scfm_bench.registry import ADAPTERS, METRICS, TASKS
 
 
@@ -19,7 +19,7 @@ def _one_hot(values, noise, seed):
 @pytest.fixture(scope="module")
 def contract_data():
     rng = np.random.default_rng(0)
-    n = 240
+    n = 360  # 120 cells per batch: scGraph's reference needs batches of >= 100 cells
     labels = np.repeat([f"t{i}" for i in range(4)], n // 4)
     batch = rng.permutation(np.array([f"b{i % 3}" for i in range(n)]))
     perfect = _one_hot(labels, 0.3, 1)  # label structure, no batch signal
@@ -27,6 +27,27 @@ def contract_data():
     batchy = _one_hot(batch, 0.3, 2)  # batch structure, no label signal
     X_pre = np.hstack([perfect, batchy])  # the "unintegrated" data carries both
     return labels, batch, perfect, random, batchy, X_pre
+
+
+# Cell Ontology ids for the four contract labels (two T cells, a B cell, a monocyte).
+CL_IDS = {"t0": "CL:0000624", "t1": "CL:0000625", "t2": "CL:0000236", "t3": "CL:0000576"}
+
+
+def _prediction_inputs(X, labels):
+    """Metrics on predictions get a leave-one-out 1-NN prediction from the embedding under test."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    knn = KNeighborsClassifier(n_neighbors=2).fit(X, labels)
+    idx = knn.kneighbors(X, return_distance=False)[:, 1]
+    return labels[idx]
+
+
+def _expression(labels, seed):
+    """Log-normalised counts whose cell-type geometry is the one the perfect embedding has."""
+    rng = np.random.default_rng(seed)
+    programmes = rng.gamma(1.0, 2.0, size=(4, 60))
+    _, idx = np.unique(labels, return_inverse=True)
+    return np.log1p(rng.poisson(programmes[idx])).astype(np.float32)
 
 
 @pytest.mark.parametrize("key", METRICS.keys())
@@ -39,13 +60,33 @@ def test_metric_contract(key, contract_data):
     labels, batch, perfect, random, batchy, X_pre = contract_data
     m = METRICS.get(key)
     bad = batchy if m.spec.family == "batch" else random
+    scores = []
     if "perturbation" in m.spec.inputs:  # scored on pseudobulk predictions, not on a cell embedding
         inputs = [MetricInputs(X=np.empty(0), perturbation=pe) for pe in _perturbation_good_bad()]
     else:
-        inputs = [MetricInputs(X=X, labels=labels, batch=batch, X_pre=X_pre, knn_method="exact") for X in (perfect, bad)]
-    scores = []
+        expression = _expression(labels, 3)
+        if key == "scgraph_ontorwr":  # its reference is the ontology: "perfect" places centroids at the DCA node vectors
+            from scfm_bench.ontology import load_ontology, node_vectors
+
+            nv = node_vectors(load_ontology())
+            perfect = np.stack([nv.vectors[nv.index[CL_IDS[t]]] for t in labels]) + np.random.default_rng(4).normal(
+                scale=0.01, size=(len(labels), nv.dim))
+            bad = np.random.default_rng(5).normal(size=perfect.shape)
+        elif key == "scgraph":  # its reference is the expression: "perfect" is that expression's PCA
+            from sklearn.decomposition import PCA
+
+            perfect = PCA(10, random_state=0).fit_transform(expression)
+        ontology_ids = np.array([CL_IDS[t] for t in labels])
+        inputs = []
+        for X in (perfect, bad):
+            pred = _prediction_inputs(X, labels)
+            inputs.append(MetricInputs(X=X, labels=labels, batch=batch, X_pre=X_pre, knn_method="exact",
+                                       expression=expression, ontology_ids=ontology_ids,
+                                       predictions=np.array([CL_IDS[t] for t in pred])
+                                       if "ontology_ids" in m.spec.inputs else pred))
     for inp in inputs:
         out = m(inp)
+        out = out.values if isinstance(out, Scored) else out
         values = list(out.values()) if isinstance(out, dict) else list(np.ravel(out))
         for v in values:
             assert math.isfinite(v)
@@ -83,15 +124,15 @@ def test_task_contract(key, contract_data):
     labels, batch, perfect, random, _, X_pre = contract_data
     task_cls = TASKS.get(key)
     suite = load_suite(packaged_suite_dir()).metric_suites[task_cls.default_suite]
-    ad = AnnData(np.zeros((len(labels), 1), dtype=np.float32))
+    ad = AnnData(_expression(labels, 3))
     ad.obsm["X_pca"] = X_pre
-    data = TaskData(ad, labels, batch)
+    data = TaskData(ad, labels, batch, np.array([CL_IDS[t] for t in labels]))
     params = task_cls.Params(knn_method="exact")
     primary = {}
     for name, X in (("perfect", perfect), ("random", random)):
         outcomes = {o.id: o for o in task_cls().run(data, X, params=params, seed=0, suite=suite)}
         assert all(o.status == "ok" for o in outcomes.values()), [o.reason for o in outcomes.values() if o.reason]
-        primary[name] = outcomes[suite.primary].value
+        primary[name] = outcomes[task_cls.primary_id(suite, params)].value
     assert primary["perfect"] > primary["random"]
 
 

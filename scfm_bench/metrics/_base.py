@@ -12,7 +12,10 @@ import numpy as np
 
 from scfm_bench.registry import METRICS
 
-Input = Literal["X", "labels", "batch", "X_pre", "knn15", "knn50", "knn90", "perturbation"]
+Input = Literal["X", "labels", "batch", "X_pre", "knn15", "knn50", "knn90", "ontology_ids", "expression", "predictions",
+                "folds", "perturbation"]
+# inputs a task may not provide: a metric needing a missing one is skipped with the reason
+OPTIONAL_INPUTS = ("labels", "batch", "X_pre", "ontology_ids", "expression", "predictions", "folds", "perturbation")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class MetricSpec:
     outputs: tuple[str, ...] | None = None  # for functions returning several values
     min_batches: int = 1
     min_cells_per_label: int = 1
+    optional: tuple[Input, ...] = ()  # inputs the function accepts as None
+
 
     def check_entry(self, entry) -> None:
         """Validate a suite entry (metrics/*.yaml) against this spec; raises ValueError."""
@@ -77,6 +82,14 @@ def metric(spec: MetricSpec) -> Callable[[Callable], Metric]:
     return deco
 
 
+@dataclass(frozen=True)
+class Scored:
+    """A metric's value(s) plus facts to record with them (ontology version, subsample size, ...)."""
+
+    values: float | dict[str, float]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class MetricInputs:
     """Everything a metric may ask for about one embedding. The kNN graph is built once, on demand,
@@ -87,6 +100,10 @@ class MetricInputs:
     batch: np.ndarray | None = None
     X_pre: np.ndarray | None = None
     perturbation: PerturbationEval | None = None
+    ontology_ids: np.ndarray | None = None  # Cell Ontology id (or name) per cell
+    expression: Any = None  # log-normalised expression, cells x genes (dense or sparse)
+    predictions: np.ndarray | None = None  # predicted labels (same vocabulary as labels / ontology_ids)
+    folds: np.ndarray | None = None  # evaluation fold per cell; metrics on predictions average over folds
     knn_method: str = "auto"
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from scfm_bench.config.schemas import MetricEntry, MetricSuite
-from scfm_bench.metrics._base import Metric, MetricInputs
+from scfm_bench.exceptions import CellSkipped
+from scfm_bench.metrics._base import OPTIONAL_INPUTS, Metric, MetricInputs, Scored
 from scfm_bench.registry import METRICS
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Outcome:
 def _precondition(m: Metric, inputs: MetricInputs) -> str | None:
     spec = m.spec
     for name in spec.inputs:
-        if name in ("labels", "batch", "X_pre") and getattr(inputs, name) is None:
+        if name in OPTIONAL_INPUTS and name not in spec.optional and getattr(inputs, name) is None:
             return f"needs {name}, which this dataset/task does not provide"
     if spec.min_batches > 1:
         n = len(np.unique(inputs.batch))
@@ -72,12 +73,19 @@ def evaluate_suite(suite: MetricSuite, inputs: MetricInputs) -> list[Outcome]:
         t0 = time.perf_counter()
         try:
             result = m(inputs, **kwargs)
+        except CellSkipped as exc:  # the data do not allow this metric (e.g. < 3 cell types with enough cells)
+            outcomes += [Outcome(e.id, e.family, m.spec.higher_is_better, status="skipped", reason=f"{e.id}: {exc}",
+                                 params=params) for e in entries]
+            continue
         except Exception as exc:  # one metric's crash must not lose the others; the record keeps the reason
             log.warning("metric %s failed: %s", key, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             outcomes += [Outcome(e.id, e.family, m.spec.higher_is_better, status="failed",
                                  reason=f"{e.id}: {type(exc).__name__}: {exc}", params=params) for e in entries]
             continue
         elapsed = time.perf_counter() - t0
+        if isinstance(result, Scored):
+            params = {**params, **result.info}
+            result = result.values
         for e in entries:
             value = result[e.output] if e.output is not None else result
             if value is None or not math.isfinite(value):

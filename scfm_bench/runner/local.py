@@ -87,10 +87,12 @@ def _resumable(plan: Plan, output_dir: Path) -> set[Cell]:
 def execute(plan: Plan, settings: Settings, *, output_dir: Path, resume: bool = False,
             command_line: list[str] | None = None) -> RunSummary:
     from scfm_bench.data import preprocess
+    from scfm_bench.ontology import configure_cache
 
     device = resolve_device(settings.device)
     loaded = _load_and_validate(plan, settings)  # raises ScfmBenchError before anything is written
     cache = EmbeddingCache(settings.embeddings_dir)
+    configure_cache(settings.cache_dir / "ontology")  # ontology-side RWR/DCA vectors, computed once per CL version
     done = _resumable(plan, output_dir) if resume else set()
 
     run_id = new_run_id()
@@ -116,6 +118,7 @@ def execute(plan: Plan, settings: Settings, *, output_dir: Path, resume: bool = 
             adata=adata,
             labels=adata.obs[fields.label].astype(str).to_numpy() if fields.label else None,
             batch=adata.obs[fields.batch].astype(str).to_numpy() if fields.batch else None,
+            ontology_ids=adata.obs[fields.ontology_id].astype(str).to_numpy() if fields.ontology_id else None,
         )
         # one adapter per (model, seed, parameter set): tasks sharing it share the embedding
         groups: dict[tuple, list[Cell]] = {}
@@ -151,7 +154,7 @@ def _run_group(plan, adapter, cells, data, sha, cache, device, settings, writer,
     for c in cells:
         task = TASKS.get(plan.tasks[c.task].task)()
         suite_name, suite = plan.metric_suites[c.task]
-        base_params = {"primary": suite.primary, "min_max_scaled": suite.min_max_scale,
+        base_params = {"primary": task.primary_id(suite, plan.task_params[c.task]), "min_max_scaled": suite.min_max_scale,
                        "model_params": adapter.record_params(), "embedding_dim": int(emb.X.shape[1]),
                        "n_cells": int(emb.X.shape[0]), "embedding_info": emb.meta.get("run_info") or {}}
         try:

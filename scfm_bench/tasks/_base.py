@@ -23,6 +23,7 @@ class TaskData:
     adata: "AnnData"  # preprocessed: X log-normalised, obsm["X_pca"]
     labels: np.ndarray | None
     batch: np.ndarray | None
+    ontology_ids: np.ndarray | None = None  # Cell Ontology id per cell, when the dataset declares the column
 
 
 class EmbeddingTaskParams(BaseModel):
@@ -41,6 +42,11 @@ class Task:
     # calls run_direct once per (dataset, seed) instead of embedding with adapters).
     uses_embedding: ClassVar[bool] = True
     default_suite: ClassVar[str]
+
+    @staticmethod
+    def primary_id(suite: MetricSuite, params: BaseModel) -> str | None:
+        """The outcome id that ranks the leaderboard (tasks that rename suite ids override this)."""
+        return suite.primary
 
     def run(self, data: TaskData, embedding: np.ndarray, *, params: BaseModel, seed: int, suite: MetricSuite) -> list[Outcome]:
         raise NotImplementedError

@@ -20,5 +20,6 @@ class ZeroShotClustering(Task):
     default_suite = "zero_shot"
 
     def run(self, data, embedding, *, params, seed, suite):
-        inputs = MetricInputs(X=embedding, labels=data.labels, batch=data.batch, knn_method=params.knn_method)
+        inputs = MetricInputs(X=embedding, labels=data.labels, batch=data.batch, knn_method=params.knn_method,
+                              ontology_ids=data.ontology_ids, expression=data.adata.X)
         return self.score(suite, inputs)

@@ -1,0 +1,187 @@
+"""Oracles of spec §7 (O-ROGI1-6, O-SG1, O-RWR1-3, O-LCAD3), parity with rogi 0.1, bad input, determinism."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ontology_toy import DAG_GADGET, TOY_EDGES, toy_embedding, write_vectors
+
+from scfm_bench.exceptions import CellFailed, CellSkipped
+from scfm_bench.metrics import MetricInputs, evaluate_suite
+from scfm_bench.metrics._celltypes import centroid_distances
+from scfm_bench.metrics.hierarchical_f1 import hierarchical_f1
+from scfm_bench.metrics.lcad import lcad
+from scfm_bench.metrics.rogi import rogi, rogi_from_distances, roughness_index, stratified_subsample
+from scfm_bench.metrics.scgraph import scgraph, scgraph_scores
+from scfm_bench.metrics.scgraph_ontorwr import scgraph_ontorwr
+from scfm_bench.ontology import CellOntology
+
+SIX = np.array([(0, 0), (.1, 0), (0, .1), (1, 1), (1.1, 1), (1, 1.1)])
+
+
+def test_rogi_oracles():
+    assert rogi_from_distances(np.arange(1, 11) / 10, np.array([[0, 1, 2, 3, 4]]).T)[0] == pytest.approx(0.1530913965143058, abs=1e-12)
+    for y, want in (([0, 0, 0, 1, 1, 1], 0.4767319081448037), ([0, 1, 0, 1, 0, 1], 0.7206533510051314),
+                    ([.1, .2, .15, .9, .8, .85], 0.42274696843832704)):
+        assert roughness_index(SIX, np.array(y, float))[0] == pytest.approx(want, abs=1e-12)
+    assert roughness_index(SIX, np.ones(6))[0] == 0.0
+    assert roughness_index(SIX + .5, np.array([0, 1, 0, 1, 0, 1.]), metric="cosine")[0] == pytest.approx(0.591751709536137, abs=1e-12)
+
+
+def test_rogi_parity_with_reference_package():
+    from rogi import RoughnessIndex
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 5))
+    Y = (X[:, 0] + rng.normal(scale=.5, size=150) > 0).astype(float)
+    for metric in ("euclidean", "cosine"):
+        ref = RoughnessIndex(Y=Y, X=X, metric=metric, verbose=False).compute_index(min_dt=0.01)
+        assert roughness_index(X, Y, metric=metric)[0] == pytest.approx(ref, abs=1e-12)
+
+
+def test_rogi_metric_stratified_subsample_is_recorded_and_seeded():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(["a", "b", "c"], [300, 100, 20])
+    X = rng.normal(size=(420, 4)) + (labels == "a")[:, None] * 3
+    idx = stratified_subsample(labels, 100, 0)
+    assert np.array_equal(idx, stratified_subsample(labels, 100, 0))
+    assert dict(zip(*np.unique(labels[idx], return_counts=True))) == {"a": 71, "b": 23, "c": 4}
+    out = rogi.fn(X, labels, max_cells=100)
+    assert out.info["n_cells_used"] == 98 and out.info["max_cells"] == 100
+    assert 0 <= out.values <= 1
+
+
+def test_scgraph_core_oracle():
+    """O-SG1: Rank / Corr / Corr-Weighted from the embedding centroids and a given reference."""
+    offsets = np.array([(0, 0), (0.1, 0), (-0.1, 0), (0, 0.1), (0, -0.1)])
+    centres = {"A": (0, 0), "B": (1, 0), "C": (0, 2), "D": (3, 3)}
+    X = np.vstack([np.array(c) + offsets for c in centres.values()])
+    labels = np.repeat(list(centres), 5)
+    D = centroid_distances(X, labels, list(centres), 0.05)
+    assert D[:, 1].round(6).tolist() == [0.27735, 0, 0.620174, 1]
+    ref = np.array([[0, .5, .6, 1], [.4, 0, .9, 1], [.3, .8, 0, 1], [.8, .85, 1, 0]])
+    out = scgraph_scores(D, ref / ref.max(axis=0))
+    assert out["rank"] == pytest.approx(0.893649, abs=1e-6)
+    assert out["corr"] == pytest.approx(0.949209, abs=1e-6)
+    assert out["corr_weighted"] == pytest.approx(0.848970, abs=1e-6)
+
+
+def test_scgraph_end_to_end_separates_signal_from_noise():
+    """O-SG2's recipe (scanpy-dependent, so a direction check rather than the indicative digits)."""
+    import scanpy as sc
+    from anndata import AnnData
+
+    rng = np.random.default_rng(42)
+    base = rng.gamma(2.0, 1.0, 200)
+    types = [np.exp(rng.normal(0, 1, 200) * (rng.random(200) < 0.2)) for _ in range(4)]
+    batches = [np.exp(rng.normal(0, 0.3, 200)) for _ in range(3)]
+    counts, labels, batch = [], [], []
+    for b, bf in enumerate(batches):
+        for t, tf in enumerate(types):
+            counts.append(rng.poisson(base * tf * bf, size=(60, 200)))
+            labels += [f"T{t + 1}"] * 60
+            batch += [f"b{b + 1}"] * 60
+    ad = AnnData(np.vstack(counts).astype(np.float32))
+    sc.pp.normalize_total(ad, target_sum=1e4)
+    sc.pp.log1p(ad)
+    good = sc.pp.pca(ad.X, n_comps=10, svd_solver="arpack", random_state=0)
+    noise = rng.normal(size=(720, 10))
+    labels, batch = np.array(labels), np.array(batch)
+    g = scgraph.fn(good, labels, batch, ad.X).values
+    r = scgraph.fn(noise, labels, batch, ad.X).values
+    assert g["rank"] == pytest.approx(1.0) and g["corr"] == pytest.approx(0.999983, abs=1e-3)
+    assert g["corr_weighted"] == pytest.approx(0.999346, abs=1e-3)
+    assert r["corr_weighted"] < 0.2 < g["corr_weighted"]
+    with pytest.raises(CellSkipped, match="no batch has >= 100"):
+        scgraph.fn(good[:300], labels[:300], np.arange(300).astype(str), ad.X[:300])
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return CellOntology.from_edges(TOY_EDGES + DAG_GADGET)
+
+
+def test_scgraph_ontorwr_oracles(tmp_path):
+    """O-RWR1-3 (DCA dimension 4 on the 9-node toy graph)."""
+    onto = CellOntology.from_edges(TOY_EDGES)
+    X, ids = toy_embedding()
+    vec = str(write_vectors(tmp_path / "vectors.tsv"))
+    cos = scgraph_ontorwr.fn(X, ids, ontology=onto, weights="cosine", term_vectors=vec, dim=4)
+    assert cos.values["pearson"] == pytest.approx(0.642862, abs=1e-6)
+    assert cos.values["pearson_self_excluded"] == pytest.approx(0.216037, abs=1e-6)
+    assert cos.info["per_type_pearson"] == pytest.approx({"CL:4": 0.602108, "CL:5": 0.505448, "CL:6": 0.481116,
+                                                          "CL:7": 0.982778}, abs=1e-6)
+    assert cos.info["weights"] == "cosine" and cos.info["ontology_sha256"] == onto.sha256
+    uni = scgraph_ontorwr.fn(X, ids, ontology=onto, dim=4)
+    assert uni.values["pearson"] == pytest.approx(0.644075, abs=1e-6)
+
+
+def test_lcad_dataset_oracle(toy):
+    """O-LCAD3: misclassified LCADs [1, 2, 3, 0] -> 1.5; plus the ancestor/descendant fractions."""
+    y_true = ["CL:5", "CL:5", "CL:5", "CL:3", "CL:6", "CL:4"]
+    y_pred = ["CL:6", "CL:4", "CL:7", "CL:5", "CL:6", "CL:4"]
+    out = lcad.fn(y_true, y_pred, None, ontology=toy)
+    assert out.values == {"lcad": 1.5, "n_errors": 4.0, "frac_pred_ancestor": 0.0, "frac_pred_descendant": 0.25}
+    perfect = lcad.fn(y_true, y_true, None, ontology=toy).values
+    assert perfect["lcad"] == 0.0 and perfect["n_errors"] == 0.0  # documented: no errors -> 0, not NaN
+    folds = np.array([0, 0, 1, 1, 1, 1])  # fold means 1.5 and 1.5 -> 1.5; the pair (T, S) is multi-LCA -> 1
+    assert lcad.fn(y_true, y_pred, folds, ontology=toy).values["lcad"] == 1.5
+    assert lcad.fn(["T"], ["S"], None, ontology=toy).values["lcad"] == 1.0
+
+
+def test_lcad_drops_unknown_and_unrelated_and_fails_when_mostly_unmapped(toy):
+    out = lcad.fn(["CL:5", "CL:5", "nope"], ["CL:6", "CL:99", "CL:5"], None, ontology=toy)
+    assert out.values["n_errors"] == 1 and out.info["n_cells_dropped"] == 2 and out.info["unmapped_labels"] == ["nope"]
+    disconnected = CellOntology.from_edges([("a", "r1"), ("b", "r2")])
+    out = lcad.fn(["a", "a"], ["b", "a"], None, ontology=disconnected)
+    assert out.info["n_pairs_without_common_ancestor"] == 1 and out.values["n_errors"] == 0
+    with pytest.raises(CellFailed, match="neither Cell Ontology ids nor CL names"):
+        lcad.fn(["x", "y", "CL:5"], ["x", "y", "CL:5"], None, ontology=toy)
+
+
+def test_hierarchical_f1(toy):
+    out = hierarchical_f1.fn(["CL:5", "CL:5"], ["CL:5", "CL:3"], None, ontology=toy).values
+    # A(CL:5) = {5, 3, 1}, A(CL:3) = {3, 1} (root CL:0 excluded): hP = (3 + 2) / 5, hR = 5 / 6
+    assert out["precision"] == pytest.approx(1.0) and out["recall"] == pytest.approx(5 / 6)
+    assert out["f1"] == pytest.approx(2 * (5 / 6) / (1 + 5 / 6))
+
+
+def test_ontology_metrics_skip_or_fail_with_reasons(toy):
+    from scfm_bench.config.schemas import MetricEntry, MetricSuite
+
+    X, ids = toy_embedding()
+    suite = MetricSuite(metrics=[MetricEntry(id="rwr", metric="scgraph_ontorwr", output="pearson", family="ontology",
+                                             kwargs={"dim": 4, "ontology": None})])
+    out = evaluate_suite(suite, MetricInputs(X=X))  # no ontology ids in the dataset
+    assert out[0].status == "skipped" and "needs ontology_ids" in out[0].reason
+    with pytest.raises(CellSkipped, match="at least 3 cell types"):
+        scgraph_ontorwr.fn(X[:24], ids[:24], ontology=toy, dim=4)  # only 2 types
+    with pytest.raises(CellSkipped, match="at least 3 cell types"):
+        scgraph_ontorwr.fn(X[::2], ids[::2], ontology=toy, dim=4)  # every type under 10 cells
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(CellFailed, match="non-finite"):
+        scgraph_ontorwr.fn(bad, ids, ontology=toy, dim=4)
+
+
+_SCRIPT = """
+import numpy as np, json
+from scfm_bench.ontology import load_ontology
+from scfm_bench.metrics.lcad import lcad
+cl = load_ontology()
+t = ["CL:0000624", "CL:0000236", "CL:0000084", "CL:0000576", "CL:0000451"] * 3
+p = ["CL:0000236", "CL:0000624", "CL:0000576", "CL:0000084", "CL:0000623"] * 3
+pairs = [cl.lcad(a, b) for a in sorted(set(t + p)) for b in sorted(set(t + p))]
+print(json.dumps([lcad.fn(t, p, None).values, pairs]))
+"""
+
+
+def test_identical_across_hash_seeds():
+    outs = set()
+    for seed in ("0", "1", "123"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        outs.add(subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, check=True).stdout)
+    assert len(outs) == 1
