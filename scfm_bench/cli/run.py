@@ -68,11 +68,12 @@ def _print_matrix(plan) -> None:
 
 
 def _print_summary(summary) -> None:
-    from scfm_bench.leaderboard import build_leaderboard, render_terminal
+    from scfm_bench.leaderboard import build_report, render_terminal
+    from scfm_bench.records import read_manifests
 
     console = out_console()
     if summary.records:
-        render_terminal(build_leaderboard(summary.records), console)
+        render_terminal(build_report(summary.records, read_manifests(summary.run_dir)), console)
     n = {s: len({r.cell for r in summary.records if r.status == s}) for s in ("ok", "skipped", "failed")}
     msg = (f"run {summary.run_id}: records in {summary.run_dir} — cells with failures: {n['failed']}, "
            f"with skips: {n['skipped']}")

@@ -14,6 +14,8 @@ batch key the whole dataset is one batch.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from scfm_bench.exceptions import CellSkipped
@@ -40,7 +42,9 @@ def reference_distances(expression, labels, batch, types: list[str], *, trim: fl
             continue
         A = ad.AnnData(expression[cells])
         A.obs["label"] = labels[cells]
-        sc.pp.highly_variable_genes(A, n_top_genes=min(n_top_genes, A.n_vars))
+        with warnings.catch_warnings():  # "n_top_genes > number of normalized dispersions": all genes kept, as intended
+            warnings.simplefilter("ignore", UserWarning)
+            sc.pp.highly_variable_genes(A, n_top_genes=min(n_top_genes, A.n_vars))
         sc.pp.pca(A, n_comps=min(n_comps, A.n_obs - 1, int(A.var["highly_variable"].sum()) - 1),
                   mask_var="highly_variable")
         present = [t for t in types if (labels[cells] == t).any()]

@@ -25,7 +25,7 @@ def builtin_entry(builder: str, **params) -> DatasetEntry:
 
 
 def test_builders_are_registered():
-    assert set(BUILDERS) == {"pbmc68k_semisynthetic", "synthetic"}
+    assert set(BUILDERS) == {"pbmc68k_semisynthetic", "synthetic", "perturbation_synthetic"}
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_corrupt_cache_is_rebuilt(settings, tmp_path):
 
 
 def test_unknown_builder_and_parameters(settings, tmp_path):
-    with pytest.raises(ConfigError, match=r"unknown builder 'nope'. Known builders: pbmc68k_semisynthetic, synthetic"):
+    with pytest.raises(ConfigError, match=r"unknown builder 'nope'. Known builders: pbmc68k_semisynthetic, perturbation_synthetic, synthetic"):
         load_dataset("x", builtin_entry("nope"), settings, suite_root=tmp_path)
     with pytest.raises(ConfigError, match=r"has no parameter\(s\) \['n_cels'\]. Its parameters: n_cells"):
         load_dataset("x", builtin_entry("synthetic", n_cels=5), settings, suite_root=tmp_path)
