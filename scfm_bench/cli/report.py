@@ -29,6 +29,7 @@ def report(
     results: Annotated[list[Path], typer.Argument(help="Results folder(s) of `scfm-bench run` or records.jsonl files.")],
     format: Annotated[Format, typer.Option("--format", "-f", help="term, md, csv, json, latex or html.")] = Format.term,
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of standard output (required for html).")] = None,
+    figures: Annotated[Path | None, typer.Option("--figures", help="Also write every figure as PNG and SVG into this folder.")] = None,
 ) -> int:
     """Report per task and dataset: scores with CIs, scaled scores, paired tests vs the best baseline, failures with reasons."""
     from rich.text import Text
@@ -40,6 +41,11 @@ def report(
     if format is Format.html and out is None:
         raise ConfigError("--format html writes a file: pass --out PATH, e.g. --out report.html.")
     rep = build_report(read_records(*results), read_manifests(*results))
+    if figures is not None:
+        from scfm_bench.leaderboard.figures import write_figures
+
+        written = write_figures(rep, figures)
+        err_console().print(f"{len(written)} figure files written to {figures}", highlight=False)
     if format is not Format.term:
         for w in rep.warnings:  # term shows them inline; files would bury them
             err_console().print(Text("warning: ", style="bold yellow") + Text(w))

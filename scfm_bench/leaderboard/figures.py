@@ -76,3 +76,23 @@ def results_table(report: Report, key: tuple[str, str], fmt: str = "png") -> byt
     ax.set_ylim(len(models) - 0.5, -0.5)
     ax.set_title(f"{key[0]} · {key[1]} (min-max-scaled; bars = aggregates)", fontsize=9)
     return _save(fig, fmt)
+
+
+def write_figures(report: Report, folder) -> list:
+    """Every figure as PNG and SVG files in ``folder``; returns the paths written."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = [("rank_heatmap", lambda fmt: rank_heatmap(report, fmt))]
+    figures += [(f"results_{task}__{dataset}", lambda fmt, k=(task, dataset): results_table(report, k, fmt))
+                for task, dataset in report.tables]
+    written = []
+    for name, draw in figures:
+        for fmt in ("png", "svg"):
+            data = draw(fmt)
+            if data is not None:
+                path = folder / f"{name}.{fmt}"
+                path.write_bytes(data)
+                written.append(path)
+    return written

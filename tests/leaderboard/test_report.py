@@ -99,3 +99,14 @@ def test_failed_cells_keep_reasons_and_no_numbers(rec):
     row = report.scores.set_index(["model", "column"]).loc[("scgpt", "ari")]
     assert row["status"] == "failed" and row["reason"] == "NaN in embedding" and math.isnan(row["mean"])
     assert report.comparisons == ()
+
+
+def test_figures_written_as_png_and_svg(rec, tmp_path):
+    from scfm_bench.leaderboard.figures import write_figures
+
+    records = _cell(rec, "random", 0, 0.25, 0.25) + _cell(rec, "pca", 0, 1.0, 0.625)
+    written = write_figures(build_report(records, kinds=KINDS), tmp_path / "figs")
+    names = {p.name for p in written}
+    assert {"rank_heatmap.png", "rank_heatmap.svg", "results_integration__pbmc.png", "results_integration__pbmc.svg"} <= names
+    assert (tmp_path / "figs" / "rank_heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (tmp_path / "figs" / "rank_heatmap.svg").read_bytes()[:500]
