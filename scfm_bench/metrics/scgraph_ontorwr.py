@@ -14,7 +14,6 @@ offline); the record states which.
 
 from __future__ import annotations
 
-import numpy as np
 
 from scfm_bench.exceptions import CellSkipped
 from scfm_bench.metrics._base import MetricSpec, Scored, metric

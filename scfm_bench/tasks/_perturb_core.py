@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scfm_bench.data.perturbation import CONTROL, PerturbationData
 
 # Gene embeddings of a model: ``genes -> (len(genes), d)`` with NaN rows for genes it does not know.
 GeneEmbedder = Callable[[Sequence[str]], np.ndarray]
