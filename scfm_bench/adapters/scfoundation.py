@@ -182,10 +182,12 @@ class ScFoundation(ScfmAdapter):
         cfg = entry.get("config") or {}
         config = {**(cfg.get("model_config") or {}).get(cfg.get("model"), {}), **(cfg.get("dataset_config") or {}).get("rnaseq", {})}
         sizes = module_sizes(state, config, path)
-        if len(genes) + 2 > sizes["n_pos"] or config.get("seq_len", len(genes) + 2) != len(genes) + 2:
-            raise CellFailed(f"model 'scfoundation': the gene list has {len(genes)} genes, but the checkpoint was trained on "
-                             f"{config.get('seq_len', sizes['n_pos'] - 1)} positions (genes + T + S); the list and "
-                             f"models.ckpt do not belong together.")
+        if len(genes) + 2 > sizes["n_pos"]:
+            raise CellFailed(f"model 'scfoundation': the gene list has {len(genes)} genes, but the checkpoint's position table "
+                             f"has {sizes['n_pos']} rows (genes + T + S must fit); the list and models.ckpt do not belong together.")
+        if config.get("seq_len", len(genes) + 2) != len(genes) + 2:
+            log.warning("model scfoundation: the checkpoint's seq_len %s is not the gene list's %d genes + T + S",
+                        config["seq_len"], len(genes))
         self.genes = genes
         self.module = _build_module(**sizes)
         strict_state_dict(self.key, self.module, state, ignore_prefixes=_HEADS)

@@ -54,6 +54,11 @@ def test_prepare_maps_genes_onto_the_list(scf_dir):
     assert positions.tolist() == [2, 9, 60, 61]
     np.testing.assert_allclose(values, [np.log(7501), np.log(2501), 4.0, np.log10(4)], rtol=1e-6)
     assert m.run_info["genes_matched"] == 2 and m.run_info["matched_count_fraction"] == pytest.approx(4 / 6)
+    # two dataset genes on one listed symbol (e.g. after Ensembl -> symbol collapsing): their counts are summed
+    ad.var_names = [a_gene, "UNKNOWN", a_gene]
+    values, positions = m.prepare(ad).dataset[0]
+    assert positions.tolist() == [2, 60, 61] and m.run_info["genes_collapsed"] == 1
+    np.testing.assert_allclose(values, [np.log(10_001), 4.0, np.log10(4)], rtol=1e-6)
 
 
 def test_pooling_matches_the_authors_one_cell_forward(scf_dir, counts_adata):
@@ -147,9 +152,9 @@ def test_wrong_format_folders_fail_clearly(tmp_path, scf_dir, counts_adata):
     (d / "models.ckpt").write_text("not a checkpoint")
     with pytest.raises(CellFailed, match="cannot read the checkpoint"):
         _embed(_scf(d), counts_adata)
-    other = build_scfoundation(tmp_path / "other_list", genes=GENES + ["EXTRA"])  # list and weights from different models
-    (other / "OS_scRNA_gene_index.19264.tsv").write_bytes((scf_dir / "OS_scRNA_gene_index.19264.tsv").read_bytes())
-    with pytest.raises(CellFailed, match="do not belong together"):
+    other = build_scfoundation(tmp_path / "other_list")  # a longer list than the weights' position table
+    (other / "OS_scRNA_gene_index.19264.tsv").write_text("gene_name\tindex\n" + "".join(f"G{i}\t{i}\n" for i in range(62)))
+    with pytest.raises(CellFailed, match="position table has 63 rows.*do not belong together"):
         _embed(_scf(other), counts_adata)
     (other / "OS_scRNA_gene_index.19264.tsv").write_text("symbol\tid\nA\t0\n")
     with pytest.raises(CellFailed, match="gene_name column"):
