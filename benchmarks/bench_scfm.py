@@ -1,11 +1,12 @@
 """scFM embedding throughput on CPU at real architecture sizes (random weights): cells/s, tokens/s and
 peak RAM, with length-bucketed (token budget) vs plain padded batching in the same run.
 
-Models: scGPT 12x512 (vocab 60,697) and Geneformer V1 6x256 (vocab 25,426) on the default dataset
+Models: scGPT 12x512 (vocab 60,697), Geneformer V1 6x256 (vocab 25,426) and scFoundation 12x768 (19,264-gene
+list, 100 bins) on the default dataset
 (pbmc68k_semisynthetic), a seeded subsample of cells. Checkpoints are written to a temp folder in each
 model's on-disk format, so loading goes through the adapters exactly as for real weights.
 
-Run: .venv/bin/python benchmarks/bench_scfm.py [--cells 96] [--repeats 3] [--batch-size 32]
+Run: .venv/bin/python benchmarks/bench_scfm.py [--cells 96] [--repeats 3] [--batch-size 32] [--models scgpt ...]
 """
 
 from __future__ import annotations
@@ -49,11 +50,26 @@ def write_geneformer_v1(folder: Path, genes: list[str]) -> None:
     BertForMaskedLM(cfg).save_pretrained(folder)
 
 
+def write_scfoundation(folder: Path, genes: list[str]) -> None:
+    import torch
+
+    from scfm_bench.adapters.scfoundation import GENE_LIST, _build_module
+
+    folder.mkdir(parents=True)
+    names = genes + [f"FILLER{i}" for i in range(19_264 - len(genes))]
+    model = _build_module(n_pos=19_267, dim=768, depth=12, heads=12, ff=3072, bin_num=100, bin_alpha=1.0)
+    config = {"model": "mae_autobin", "model_config": {"mae_autobin": {"encoder": {"heads": 12}, "bin_alpha": 1.0, "seq_len": 19_266}}}
+    torch.save({"cell": {"config": config, "state_dict": {"model." + k: v for k, v in model.state_dict().items()}}},
+               folder / "models.ckpt")
+    (folder / GENE_LIST).write_text("gene_name\tindex\n" + "".join(f"{g}\t{i}\n" for i, g in enumerate(names)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cells", type=int, default=96)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--models", nargs="+", default=["scgpt", "geneformer", "scfoundation"])
     a = ap.parse_args()
 
     import numpy as np
@@ -75,7 +91,10 @@ def main() -> None:
     print(f"# {adata.n_obs} cells x {adata.n_vars} genes, torch {torch.__version__}, {torch.get_num_threads()} threads",
           file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
-        for key, writer, dims in (("scgpt", write_scgpt, "12x512"), ("geneformer", write_geneformer_v1, "V1 6x256")):
+        for key, writer, dims in (("scgpt", write_scgpt, "12x512"), ("geneformer", write_geneformer_v1, "V1 6x256"),
+                                  ("scfoundation", write_scfoundation, "01B 12x768")):
+            if key not in a.models:
+                continue
             folder = Path(tmp) / key
             writer(folder, genes)
             model = ADAPTERS.get(key)({"checkpoint": str(folder)}, seed=0)
