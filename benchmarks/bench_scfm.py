@@ -1,8 +1,8 @@
 """scFM embedding throughput on CPU at real architecture sizes (random weights): cells/s, tokens/s and
 peak RAM, with length-bucketed (token budget) vs plain padded batching in the same run.
 
-Models: scGPT 12x512 (vocab 60,697), Geneformer V1 6x256 (vocab 25,426, 2,048 positions) and
-Geneformer V2 12x768 (vocab 20,275, 4,096 positions). Checkpoints are written to a temp folder in each
+Models: scGPT 12x512 (vocab 60,697), Geneformer V1 6x256 (vocab 25,426, 2,048 positions),
+Geneformer V2 12x768 (vocab 20,275, 4,096 positions) and scFoundation 01B 12x768 (19,264-gene list, 100 bins). Checkpoints are written to a temp folder in each
 model's on-disk format, so loading goes through the adapters exactly as for real weights.
 
 Data: ``--data default`` is a seeded subsample of the default dataset (765 genes, so lengths barely
@@ -11,7 +11,7 @@ log-normal like 10x PBMCs (median ~700, 5th-95th percentile ~250-2,000), where p
 cell in input order wastes most of the compute.
 
 Run: .venv/bin/python benchmarks/bench_scfm.py [--data skewed] [--cells 96] [--repeats 3] [--batch-size 32]
-     [--models scgpt,geneformer_v1,geneformer_v2]
+     [--models scgpt,geneformer_v1,geneformer_v2,scfoundation]
 """
 
 from __future__ import annotations
@@ -59,10 +59,25 @@ def write_geneformer(folder: Path, genes: list[str], *, v2: bool) -> None:
     BertForMaskedLM(cfg).save_pretrained(folder)
 
 
+def write_scfoundation(folder: Path, genes: list[str]) -> None:
+    import torch
+
+    from scfm_bench.adapters.scfoundation import GENE_LIST, _build_module
+
+    folder.mkdir(parents=True)
+    names = genes + [f"FILLER{i}" for i in range(19_264 - len(genes))]
+    model = _build_module(n_pos=19_267, dim=768, depth=12, heads=12, ff=3072, bin_num=100, bin_alpha=1.0)
+    config = {"model": "mae_autobin", "model_config": {"mae_autobin": {"encoder": {"heads": 12}, "bin_alpha": 1.0, "seq_len": 19_266}}}
+    torch.save({"cell": {"config": config, "state_dict": {"model." + k: v for k, v in model.state_dict().items()}}},
+               folder / "models.ckpt")
+    (folder / GENE_LIST).write_text("gene_name\tindex\n" + "".join(f"{g}\t{i}\n" for i, g in enumerate(names)))
+
+
 MODELS = {  # name: (adapter key, writer, architecture)
     "scgpt": ("scgpt", write_scgpt, "12x512"),
     "geneformer_v1": ("geneformer", lambda f, g: write_geneformer(f, g, v2=False), "V1 6x256"),
     "geneformer_v2": ("geneformer", lambda f, g: write_geneformer(f, g, v2=True), "V2 12x768 (FFN 3,072 assumed)"),
+    "scfoundation": ("scfoundation", write_scfoundation, "01B 12x768"),
 }
 
 
@@ -88,7 +103,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--data", choices=["default", "skewed"], default="default")
-    ap.add_argument("--models", default="scgpt,geneformer_v1,geneformer_v2")
+    ap.add_argument("--models", default="scgpt,geneformer_v1,geneformer_v2,scfoundation")
     a = ap.parse_args()
 
     import numpy as np
