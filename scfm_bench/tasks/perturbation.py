@@ -124,7 +124,9 @@ class Perturbation(Task):
         ctrl = stats.names.index(CONTROL)
         perts = [c for c in stats.names if c != CONTROL]
         gene_pos = {g: i for i, g in enumerate(pdata.genes)}
-        vectors = self._vectors(models, params, pdata, embedders or {}, seed)
+        vectors, coverage, bad = self._vectors(models, params, pdata, embedders or {}, seed)
+        failed = {m: bad[m.partition("_")[2]] for m in models if m.partition("_")[0] in PROBES and m.partition("_")[2] in bad}
+        models = [m for m in models if m not in failed]
 
         signatures = None
         if params.split == "shift":
@@ -162,8 +164,9 @@ class Perturbation(Task):
                     rows.append({"fold": f, "perturbation": p, "subgroup": groups[p], "model": m, "covered": bool(covered[m][i]),
                                  "effect_size": float(effect[i]), **{k: float(v[i]) for k, v in values.items()}})
         table = pd.DataFrame(rows)
-        info = {"split": params.split, "n_folds": len(folds), **pdata.summary()}
+        info = {"split": params.split, "n_folds": len(folds), **pdata.summary(), "gene_embedding_coverage": coverage}
         outcomes = self._outcomes(table, models, suite, params, seed, hyper, info)
+        outcomes.update({m: [Outcome("*", "", True, status="failed", reason=why)] for m, why in failed.items()})
         return DirectResult(outcomes, table, info)
 
     # ---- data ----------------------------------------------------------------------------------
@@ -178,17 +181,30 @@ class Perturbation(Task):
         return load_perturbation(adata, name=name, fields=fields.model_copy(update=overrides), min_cells=params.min_cells,
                                  min_gene_total=params.min_gene_total, context_key=params.context_key, context=params.context)
 
-    def _vectors(self, models, params, pdata, embedders, seed) -> dict[str, dict[str, np.ndarray] | None]:
-        """Gene -> vector per external embedding; ``pca`` is fitted per fold (None here), ``random`` last."""
+    def _vectors(self, models, params, pdata, embedders, seed):
+        """Gene -> vector per embedding (``pca`` is fitted per fold: None here; ``random`` last), the
+        coverage of the target genes by each external embedding, and why an adapter's output is unusable."""
         out: dict[str, dict[str, np.ndarray] | None] = {}
+        coverage, bad = {}, {}
         targets = sorted({t for p in pdata.perturbations for t in p.split("+")})
         for emb in sorted(self.embedding_names(models) - {"pca", "random"}):
             if emb in params.embeddings:
                 out[emb] = read_gene_embeddings(Path(params.embeddings[emb]), name=emb, targets=targets)
             else:
                 mat = np.asarray(embedders[emb](targets), dtype=np.float64)
-                ok = ~np.isnan(mat).any(1)
+                ok = np.isfinite(mat).all(1) if mat.ndim == 2 and len(mat) == len(targets) else None
+                if ok is None or not ok.any():
+                    bad[emb] = (f"model {emb!r}: gene_embeddings returned shape {mat.shape} for {len(targets)} target genes"
+                                if ok is None else
+                                f"model {emb!r} knows none of the {len(targets)} target genes (e.g. {targets[:3]}): "
+                                f"its vocabulary uses other gene ids (symbols vs Ensembl?)")
+                    continue
                 out[emb] = {t: mat[i] for i, t in enumerate(targets) if ok[i]}
+            missing = [t for t in targets if t not in out[emb]]
+            coverage[emb] = {"targets": len(targets), "covered": len(targets) - len(missing), "missing": missing[:20]}
+            if missing:
+                log.warning("gene embedding %r lacks %d of %d target genes (%s): their perturbations fall back to the mean",
+                            emb, len(missing), len(targets), ", ".join(missing[:5]))
         if "pca" in self.embedding_names(models):
             out["pca"] = None
         if "random" in self.embedding_names(models):
@@ -197,7 +213,7 @@ class Perturbation(Task):
             universe = sorted(set(targets) | set(pdata.genes))
             mat = np.random.default_rng([seed, 2]).standard_normal((len(universe), d))
             out["random"] = dict(zip(universe, mat))
-        return out
+        return out, coverage, bad
 
     # ---- one fold ------------------------------------------------------------------------------
 

@@ -252,3 +252,99 @@ def test_chunked_normalisation_and_pseudobulk_equal_whole_matrix():
     np.testing.assert_allclose(full.mean, stats.mean, atol=1e-12)
     np.testing.assert_array_equal(a.n + b.n, stats.n)
     assert (np.abs(a.n - b.n) <= 1).all()
+
+
+SMALL = dict(n_genes=200, n_single=30, n_double=0, cells_per_condition=60, n_control=300, seed=0)
+
+
+@pytest.fixture
+def fake_scfm(monkeypatch):
+    """An scFM-like adapter whose gene embeddings are the screen's true programs, NaN for the first
+    ``n_unknown`` target genes (outside its vocabulary); registered for this test only."""
+    from pydantic import BaseModel
+
+    from scfm_bench.adapters._base import Adapter
+    from scfm_bench.registry import ADAPTERS
+
+    screen_ = perturbation_synthetic(**SMALL)
+    Z = screen_.varm["programs"]
+    targets = sorted(set(screen_.obs["perturbation"].astype(str)) - {"control"})
+
+    class FakeParams(BaseModel):
+        n_unknown: int = 0
+
+    class FakeScfm(Adapter):
+        key, display_name, kind, Params = "fake_scfm", "Fake scFM", "scfm", FakeParams
+        loaded: list = []
+
+        def load(self, device):
+            self.loaded.append(self.model_dir)
+
+        def gene_embeddings(self, genes):
+            unknown = set(targets[: self.params.n_unknown])
+            return np.array([np.full(Z.shape[1], np.nan) if g in unknown else Z[int(g.split("_")[1])] for g in genes])
+
+    assert "pca" in ADAPTERS  # load the built-ins first
+    monkeypatch.setitem(ADAPTERS._items, "fake_scfm", FakeScfm)
+    monkeypatch.setitem(ADAPTERS._origin, "fake_scfm", __name__)
+    return FakeScfm, targets
+
+
+def perturbation_suite(root, models, **model_params):
+    import yaml
+
+    from scfm_bench.config import packaged_suite_dir
+
+    (root / "tasks").mkdir(parents=True)
+    (root / "metrics").symlink_to(packaged_suite_dir() / "metrics")
+    (root / "datasets.yaml").write_text(yaml.safe_dump({"version": 1, "datasets": {"screen": {
+        "source": "builtin", "builder": "perturbation_synthetic", "params": SMALL,
+        "perturbation": {"key": "perturbation", "control_labels": ["control"]}}}}))
+    (root / "tasks" / "perturbation.yaml").write_text(yaml.safe_dump(
+        {"task": "perturbation", "datasets": ["screen"], "models": models, "seeds": [0], "params": FAST,
+         "model_params": model_params}))
+    return root
+
+
+def test_adapter_gene_embeddings_through_the_runner(tmp_path, fake_scfm, monkeypatch):
+    import pandas as pd
+
+    from scfm_bench.runner import RunOptions, build_plan, execute
+    from scfm_bench.settings import Settings
+
+    FakeScfm, targets = fake_scfm
+    loads = []
+    real_load = Perturbation.load
+    monkeypatch.setattr(Perturbation, "load", staticmethod(lambda *a, **k: loads.append(1) or real_load(*a, **k)))
+    root = perturbation_suite(tmp_path / "suite", ["mean", "lin_fake_scfm", "knn_fake_scfm", "lin_random"],
+                              fake_scfm={"n_unknown": 2})
+    plan = build_plan(RunOptions(suite_dir=root, model_params=["fake_scfm.n_unknown=4"]))  # CLI beats the suite
+    s = execute(plan, Settings(model_dir=tmp_path / "models"), output_dir=tmp_path / "out")
+    assert s.exit_code == 0 and len(loads) == 1  # the screen is loaded and validated once
+    assert FakeScfm.loaded == [tmp_path / "models"]
+    recs = {(r.model, r.metric): r for r in s.records}
+    lin = recs[("lin_fake_scfm", "pearson_delta_pert")]
+    cov = lin.params["dataset_info"]["gene_embedding_coverage"]["fake_scfm"]
+    assert cov == {"targets": 30, "covered": 26, "missing": targets[:4]}
+    assert lin.params["coverage"] == pytest.approx(26 / 30)
+    assert lin.params["common_subset"]["n"] == 26
+    # on the perturbations every predictor covers, the true programs beat the random embedding (mean scores 0)
+    assert lin.params["common_subset"]["value"] > recs[("lin_random", "pearson_delta_pert")].params["common_subset"]["value"] + 0.1
+    table = pd.read_csv(next((tmp_path / "out").glob(f"runs/*/{lin.params['per_perturbation_table']}")))
+    probe, mean = (table[table.model == m].set_index("perturbation") for m in ("lin_fake_scfm", "mean"))
+    uncovered = probe.index[~probe.covered]
+    assert sorted(uncovered) == targets[:4]
+    pd.testing.assert_frame_equal(probe.loc[uncovered].drop(columns=["model", "covered"]),
+                                  mean.loc[uncovered].drop(columns=["model", "covered"]))  # fallback to the mean
+
+
+def test_adapter_knowing_no_target_fails_its_probes_only(tmp_path, fake_scfm):
+    from scfm_bench.runner import RunOptions, build_plan, execute
+    from scfm_bench.settings import Settings
+
+    root = perturbation_suite(tmp_path / "suite", ["mean", "ridge_fake_scfm"], fake_scfm={"n_unknown": 30})
+    s = execute(build_plan(RunOptions(suite_dir=root)), Settings(), output_dir=tmp_path / "out")
+    assert s.exit_code == 1
+    bad = [r for r in s.records if r.model == "ridge_fake_scfm"]
+    assert len(bad) == 1 and bad[0].status == "failed" and "knows none of the 30 target genes" in bad[0].reason
+    assert all(r.status == "ok" for r in s.records if r.model == "mean")
