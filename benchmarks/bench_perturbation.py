@@ -52,7 +52,7 @@ def task(out: Path) -> dict:
     suite = load_suite(packaged_suite_dir()).metric_suites["perturbation"]
     entry = DatasetEntry(source="file", path="screen.h5ad", perturbation=PerturbationFields())
     probes = [f"{k}_{e}" for k in ("lin", "ridge", "knn") for e in ("pca", "random", "oracle") if f"{k}_{e}" != "lin_pca"]
-    models = ["no_change", "mean", "additive", "additive_ref", "lin_pca", *probes, "noise_ceiling"]  # lin_pca is the baseline
+    models = ["no_change", "mean", "additive", "additive_ref", "lin_pca", *probes, "noise_ceiling", "replicate_ceiling"]
     task = Perturbation()
     pdata = task.load(ad, name="norman_size", entry=entry, params=PerturbationParams())  # loaded once, as the runner does
     for split in ("single_unseen", "double_seen2"):
