@@ -44,6 +44,8 @@ class DatasetEntry(_Strict):
     url: str | None = None
     sha256: str | None = Field(None, description="url/file: expected sha256; recorded on first fetch if absent")
     filename: str | None = Field(None, description="url: file name in the data directory")
+    member: str | None = Field(None, description="url: the download is a .zip/.tar(.gz) archive; the file inside it "
+                                                 "to unpack as `filename` (e.g. norman/perturb_processed.h5ad)")
     path: str | None = Field(None, description="file: path, relative to the suite directory or absolute")
     organism: str = "human"
     licence: str | None = None

@@ -49,12 +49,19 @@ def fetch_dataset(name: str, entry: DatasetEntry, settings: Settings) -> Path:
 
 
 def fetch_verified(name: str, entry: DatasetEntry, settings: Settings) -> tuple[Path, str]:
-    """Like fetch_dataset, also returning the file's sha256 (already computed while verifying)."""
+    """Like fetch_dataset, also returning the file's sha256 (already computed while verifying). With
+    ``entry.member`` the download is an archive (kept as ``<filename>.archive``, its sha256 is the one
+    verified and returned) and ``member`` is unpacked from it as ``filename``; a ``filename`` placed by
+    hand without the archive (an offline node) is adopted like any hand-placed file."""
     if entry.source != "url":
         raise ConfigError(f"dataset {name!r}: fetch_dataset needs source 'url', not {entry.source!r}.")
     assert entry.url is not None and entry.filename is not None  # guaranteed by DatasetEntry
     if Path(entry.filename).name != entry.filename:
         raise ConfigError(f"dataset {name!r}: filename {entry.filename!r} must be a plain file name, without folders.")
+    if entry.member and not ((settings.datasets_dir / entry.filename).is_file()
+                             and not (settings.datasets_dir / f"{entry.filename}.archive").is_file()):
+        archive, digest = fetch_verified(name, entry.model_copy(update={"member": None, "filename": f"{entry.filename}.archive"}), settings)
+        return _unpack(name, archive, entry.member, settings.datasets_dir / entry.filename, digest), digest
     path = settings.datasets_dir / entry.filename
     expected = entry.sha256.lower() if entry.sha256 else read_recorded_sha256(path)
     if not path.is_file():
@@ -114,6 +121,52 @@ def _download(name: str, entry: DatasetEntry, path: Path, expected: str | None) 
     if expected is None:
         logger.info("dataset %r: recorded sha256 %s (pin it as sha256 in datasets.yaml)", name, got)
     return path, got
+
+
+def _unpack(name: str, archive: Path, member: str, path: Path, digest: str) -> Path:
+    """Unpack ``member`` of a zip or tar archive to ``path`` unless the copy there came from this very
+    archive (its sidecar names the archive's sha256); written beside and moved into place."""
+    import tarfile
+    import zipfile
+
+    stamp = f"{digest}:{member}".lower()  # sidecars are read back lower-cased
+    if path.is_file() and read_recorded_sha256(path) == stamp:
+        return path
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            _copy_to(zf.open(_member(name, archive, member, zf.namelist())), path)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            _copy_to(tf.extractfile(_member(name, archive, member, [m.name for m in tf.getmembers() if m.isfile()])), path)
+    else:
+        raise DataError(f"dataset {name!r}: {archive} is neither a zip nor a tar archive, but datasets.yaml names a member "
+                        f"({member!r}) to unpack from it. Fix: remove `member` if the URL serves the file itself.")
+    _write_recorded_sha256(path, stamp)
+    logger.info("dataset %r: unpacked %s from %s to %s", name, member, archive.name, path)
+    return path
+
+
+def _member(name: str, archive: Path, member: str, names: list[str]) -> str:
+    """``member`` itself, else the one entry with that file name in any folder."""
+    if member in names:
+        return member
+    same = [n for n in names if Path(n).name == Path(member).name]
+    if len(same) == 1:
+        return same[0]
+    raise DataError(f"dataset {name!r}: archive {archive} holds no single {member!r} (files: {', '.join(names[:20])}). "
+                    f"Fix: set `member` in datasets.yaml to one of them.")
+
+
+def _copy_to(src, path: Path) -> None:
+    import shutil
+
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with src, open(part, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def _downloader(name: str, url: str):

@@ -58,6 +58,27 @@ def perturbation_synthetic(
         raise ValueError(f"n_double ({n_double}) exceeds the pairs of {n_single} singles")
     if perturbation_type not in _SELF_EFFECT:
         raise ValueError(f"perturbation_type must be one of {sorted(_SELF_EFFECT)}")
+    labels, deltas, mu0, shift, Z, interaction = _truth(
+        n_genes=n_genes, n_programs=n_programs, n_single=n_single, n_double=n_double, sys_shift=sys_shift,
+        frac_nonadditive=frac_nonadditive, perturbation_type=perturbation_type, seed=seed)
+    blocks, obs_labels = [], []
+    for label, block in _cell_blocks(labels, deltas, mu0, shift, n_control=n_control,
+                                     cells_per_condition=cells_per_condition, seed=seed, replicate=replicate):
+        blocks.append(block)
+        obs_labels += [label] * block.shape[0]
+    obs = pd.DataFrame({"perturbation": pd.Categorical(obs_labels)}, index=[f"cell_{i}" for i in range(len(obs_labels))])
+    adata = ad.AnnData(X=sp.vstack(blocks, format="csr"), obs=obs, var=pd.DataFrame(index=[gene_name(g) for g in range(n_genes)]))
+    adata.varm["programs"] = Z.astype(np.float32)
+    adata.uns["true_delta"] = deltas.astype(np.float32)
+    adata.uns["true_delta_conditions"] = np.array(labels)
+    adata.uns["interaction_type"] = interaction
+    adata.uns["perturbation_type"] = perturbation_type
+    adata.uns["provenance"] = {"builder": "perturbation_synthetic", **{k: str(v) for k, v in params.items()}}
+    return adata
+
+
+def _truth(*, n_genes, n_programs, n_single, n_double, sys_shift, frac_nonadditive, perturbation_type, seed):
+    """Programs Z, control log-rates, per-condition effects and the shared shift, all from ``seed``."""
     rng = np.random.default_rng(seed)
 
     Z = np.zeros((n_genes, n_programs))
@@ -94,23 +115,36 @@ def perturbation_synthetic(
 
     labels = [gene_name(t) for t in targets] + list(interaction)
     deltas = np.vstack([single, *doubles]) if doubles else single
+    return labels, deltas, mu0, sys_shift * v_sys, Z, interaction
+
+
+def _cell_blocks(labels, deltas, mu0, shift, *, n_control, cells_per_condition, seed, replicate):
+    """(label, CSR counts) per condition, controls first; the noise comes from ``(seed, replicate)``."""
+    import scipy.sparse as sp
+
     cell_rng = np.random.default_rng([seed, replicate])
-    blocks, obs_labels = [], []
+    n_genes = len(mu0)
     for label, delta, n in [("control", np.zeros(n_genes), n_control)] + [(c, d, cells_per_condition) for c, d in zip(labels, deltas)]:
-        shift = 0.0 if label == "control" else sys_shift * v_sys
-        log_rate = mu0 + delta + shift + cell_rng.normal(0.0, 0.3, (n, n_genes))
+        log_rate = mu0 + delta + (0.0 if label == "control" else shift) + cell_rng.normal(0.0, 0.3, (n, n_genes))
         library = cell_rng.lognormal(0.0, 0.3, n)[:, None]
-        blocks.append(sp.csr_matrix(cell_rng.poisson(np.exp(log_rate) * library).astype(np.float32)))
-        obs_labels += [label] * n
-    obs = pd.DataFrame({"perturbation": pd.Categorical(obs_labels)}, index=[f"cell_{i}" for i in range(len(obs_labels))])
-    adata = ad.AnnData(X=sp.vstack(blocks, format="csr"), obs=obs, var=pd.DataFrame(index=[gene_name(g) for g in genes]))
-    adata.varm["programs"] = Z.astype(np.float32)
-    adata.uns["true_delta"] = deltas.astype(np.float32)
-    adata.uns["true_delta_conditions"] = np.array(labels)
-    adata.uns["interaction_type"] = interaction
-    adata.uns["perturbation_type"] = perturbation_type
-    adata.uns["provenance"] = {"builder": "perturbation_synthetic", **{k: str(v) for k, v in params.items()}}
-    return adata
+        yield label, sp.csr_matrix(cell_rng.poisson(np.exp(log_rate) * library).astype(np.float32))
+
+
+def replicate_draw(adata: AnnData, *, replicate: int = 1):
+    """An independent replicate of a ``perturbation_synthetic`` screen (same effects, new cell noise),
+    as (condition label, CSR counts) blocks so that callers can reduce it without holding it whole;
+    None when ``adata`` did not come from the generator."""
+    import inspect
+
+    prov = dict(adata.uns.get("provenance") or {})
+    if prov.pop("builder", None) != "perturbation_synthetic":
+        return None
+    sig = inspect.signature(perturbation_synthetic).parameters
+    kwargs = {k: type(sig[k].default)(v) for k, v in prov.items() if k in sig}  # provenance holds strings
+    kwargs["replicate"] = int(kwargs.get("replicate", 0)) + replicate
+    truth = _truth(**{k: v for k, v in kwargs.items() if k not in ("cells_per_condition", "n_control", "replicate")})
+    return _cell_blocks(*truth[:4], n_control=kwargs["n_control"], cells_per_condition=kwargs["cells_per_condition"],
+                        seed=kwargs["seed"], replicate=kwargs["replicate"])
 
 
 def synthetic_gene_embeddings(adata: AnnData, *, sigma: float | None, dim: int | None = None, seed: int = 0) -> tuple[list[str], np.ndarray]:

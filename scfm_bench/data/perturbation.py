@@ -94,7 +94,10 @@ def load_perturbation(adata: AnnData, *, name: str, fields: PerturbationFields, 
             f"(found {', '.join(map(repr, remaining)) or 'only controls'}; dropped as too small: {len(small)}). The task "
             f"predicts held-out perturbations and needs several. Fix: use a screen with more conditions, or lower the "
             f"perturbation task's min_cells param.")
-    X = X[keep_cells][:, keep_genes]
+    if not keep_cells.all():
+        X = X[keep_cells]
+    if not keep_genes.all():
+        X = X[:, keep_genes]
     genes = genes[keep_genes]
     measured = set(genes)
     targets = sorted({t for c in remaining for t in c.split("+")})
@@ -177,15 +180,34 @@ def _log_normalised(X, *, name: str, values: str):
                         f"Fix: set perturbation.values to 'log1p' (or 'auto') if X is already log-normalised.")
     if values == "log1p":
         return X, values
-    totals = np.asarray(X.sum(axis=1)).ravel()
+    return log_normalise(X), values
+
+
+def log_normalise(counts, *, chunk_nnz: int = 1 << 22):
+    """log1p(normalize_total(counts, 1e4)) as a new CSR float32, in row chunks so that the float64
+    temporaries stay small whatever the matrix size (the values equal a whole-matrix float64 pass)."""
+    import scipy.sparse as sp
+
+    out = sp.csr_matrix(counts, dtype=np.float32, copy=True)
+    totals = np.asarray(out.sum(axis=1)).ravel()
     scale = np.divide(1e4, totals, out=np.zeros_like(totals, dtype=np.float64), where=totals > 0)
-    out = X.copy()
-    out.data = np.log1p(out.data * np.repeat(scale, np.diff(out.indptr))).astype(np.float32)
-    return out, values
+    for lo, hi in row_chunks(out.indptr, chunk_nnz):
+        a, b = out.indptr[lo], out.indptr[hi]
+        out.data[a:b] = np.log1p(out.data[a:b] * np.repeat(scale[lo:hi], np.diff(out.indptr[lo:hi + 1])))
+    return out
+
+
+def row_chunks(indptr: np.ndarray, chunk_nnz: int) -> list[tuple[int, int]]:
+    """Row ranges [lo, hi) of a CSR matrix holding about ``chunk_nnz`` stored values each."""
+    n = len(indptr) - 1
+    cuts = np.unique(np.r_[0, np.searchsorted(indptr, np.arange(chunk_nnz, indptr[-1], chunk_nnz), side="right") - 1, n])
+    cuts = cuts[(cuts >= 0) & (cuts <= n)]
+    return [(int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
 
 
 def _expressed_genes(X, values: str, min_total: float) -> np.ndarray:
     """Counts: total count > min_total (PertEval's Norman filter). Log data: detected in > min_total cells."""
     if values == "counts":
         return np.asarray(X.sum(axis=0)).ravel() > min_total
-    return np.asarray((X > 0).sum(axis=0)).ravel() > min_total
+    detected = X.indices if (X.data > 0).all() else X.indices[X.data > 0]
+    return np.bincount(detected, minlength=X.shape[1]) > min_total

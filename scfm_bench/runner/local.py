@@ -44,11 +44,12 @@ def _adapter(plan: Plan, cell: Cell, settings: Settings) -> Adapter:
     return cls(plan.model_params[cell.task][cell.model], seed=cell.seed, model_dir=settings.model_dir)
 
 
-def _load_and_validate(plan: Plan, settings: Settings) -> dict[str, Any]:
-    """Load every dataset the plan uses, check fields each task needs and each model's own checks."""
+def _load_and_validate(plan: Plan, settings: Settings) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
+    """Load every dataset the plan uses, check fields each task needs and each model's own checks;
+    also returns what direct tasks prepared from each dataset, per (task, dataset)."""
     from scfm_bench.data import load_dataset, validate_fields
 
-    loaded = {}
+    loaded, prepared = {}, {}
     for name, entry in plan.datasets.items():
         cells = [c for c in plan.cells if c.dataset == name and _uses_embedding(plan, c)]
         task_classes = [TASKS.get(plan.tasks[c.task].task) for c in cells]
@@ -59,11 +60,11 @@ def _load_and_validate(plan: Plan, settings: Settings) -> dict[str, Any]:
                                        for t, c in zip(task_classes, cells)))
         for a in adapters.values():
             a.check(ds.adata)
-        for c in plan.cells:  # direct tasks validate the data themselves (bad input aborts before writing)
-            if c.dataset == name and not _uses_embedding(plan, c):
-                TASKS.get(plan.tasks[c.task].task).load(ds.adata, name=name, entry=entry, params=plan.task_params[c.task])
+        # direct tasks validate the data themselves (bad input aborts before writing); loaded once per task
+        for t in sorted({c.task for c in plan.cells if c.dataset == name and not _uses_embedding(plan, c)}):
+            prepared[(t, name)] = TASKS.get(plan.tasks[t].task).load(ds.adata, name=name, entry=entry, params=plan.task_params[t])
         loaded[name] = ds
-    return loaded
+    return loaded, prepared
 
 
 def _uses_embedding(plan: Plan, cell: Cell) -> bool:
@@ -90,7 +91,7 @@ def execute(plan: Plan, settings: Settings, *, output_dir: Path, resume: bool = 
     from scfm_bench.ontology import configure_cache
 
     device = resolve_device(settings.device)
-    loaded = _load_and_validate(plan, settings)  # raises ScfmBenchError before anything is written
+    loaded, prepared = _load_and_validate(plan, settings)  # raises ScfmBenchError before anything is written
     cache = EmbeddingCache(settings.embeddings_dir)
     configure_cache(settings.cache_dir / "ontology")  # ontology-side RWR/DCA vectors, computed once per CL version
     done = _resumable(plan, output_dir) if resume else set()
@@ -106,7 +107,7 @@ def execute(plan: Plan, settings: Settings, *, output_dir: Path, resume: bool = 
 
     for dname, ds in loaded.items():
         direct = [c for c in plan.cells if c.dataset == dname and not _uses_embedding(plan, c) and c not in done]
-        _run_direct(plan, direct, ds, device, writer, summary)
+        _run_direct(plan, direct, ds, prepared, device, settings, writer, summary)
         dcells = [c for c in plan.cells if c.dataset == dname and _uses_embedding(plan, c)]
         if not dcells:
             continue
@@ -167,7 +168,8 @@ def _run_group(plan, adapter, cells, data, sha, cache, device, settings, writer,
         log.info("%s · %s · %s · seed %d: %d metrics", c.task, c.dataset, c.model, c.seed, len(recs))
 
 
-def _run_direct(plan: Plan, cells: list[Cell], ds, device, writer: RunWriter, summary: RunSummary) -> None:
+def _run_direct(plan: Plan, cells: list[Cell], ds, prepared: dict, device, settings: Settings, writer: RunWriter,
+                summary: RunSummary) -> None:
     """Tasks that read the dataset themselves: one call per (task, seed) scores all its predictors;
     records stay one per (task, dataset, model=predictor, seed, metric), and the per-perturbation
     table lands beside records.jsonl, named in every record's params."""
@@ -179,15 +181,25 @@ def _run_direct(plan: Plan, cells: list[Cell], ds, device, writer: RunWriter, su
         suite_name, suite = plan.metric_suites[tname]
         models = [c.model for c in group]
         stamp = dict(run_id=writer.dir.name, dataset=ds.name, seed=seed, dataset_sha256=ds.sha256)
+        t0 = time.perf_counter()
         embedders = {}
         for emb in task.adapter_embeddings(models, plan.task_params[tname]):
-            adapter = ADAPTERS.get(emb)(plan.model_params[tname].get(emb, {}), seed=seed)
-            adapter.load(primary_device(device))
+            try:  # a model without its checkpoint loses its own probes, not the whole task
+                adapter = ADAPTERS.get(emb)(plan.model_params[tname][emb], seed=seed, model_dir=settings.model_dir)
+                adapter.load(primary_device(device))
+            except CellError as exc:
+                lost = [m for m in models if m.split("_", 1)[-1] == emb]
+                recs = [MetricResult(task=tname, model=m, metric="*", status=exc.status, reason=str(exc), **stamp) for m in lost]
+                writer.append(recs)
+                summary.records += recs
+                models = [m for m in models if m not in lost]
+                continue
             embedders[emb] = adapter.gene_embeddings
-        t0 = time.perf_counter()
+        if not models:
+            continue
         try:
             res = task.run_direct(ds.adata, name=ds.name, entry=ds.entry, models=models, params=plan.task_params[tname],
-                                  seed=seed, suite=suite, embedders=embedders)
+                                  seed=seed, suite=suite, embedders=embedders, prepared=prepared.get((tname, ds.name)))
         except CellError as exc:
             recs = [MetricResult(task=tname, model=m, metric="*", status=exc.status, reason=str(exc), **stamp) for m in models]
             writer.append(recs)

@@ -138,11 +138,12 @@ def build_plan(opts: RunOptions, *, env_seed: int | None = None) -> Plan:
         suites[tname] = (ms_name, suite.metric_suite(ms_name))
         models = opts.models or tc.models
         model_params[tname] = {}
-        if not task_cls.uses_embedding:
+        adapters = models
+        if not task_cls.uses_embedding:  # its models are predictors; adapters only supply gene embeddings
             embedders = {k for k, cls in ADAPTERS.items() if hasattr(cls, "gene_embeddings")}
             task_cls.check_models(models, task_params[tname], embedders)
-            model_params[tname] = {m: tc.model_params.get(m, {}) for m in models}
-        for m in models if task_cls.uses_embedding else []:
+            adapters = sorted(task_cls.adapter_embeddings(models, task_params[tname]))
+        for m in adapters:
             merged = {**tc.model_params.get(m, {}), **cli_params.get(m, {})}
             try:
                 ADAPTERS.get(m).Params.model_validate(merged)

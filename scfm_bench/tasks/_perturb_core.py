@@ -32,23 +32,79 @@ class ConditionStats:
         return np.array([pos[c] for c in names], dtype=int)
 
 
-def condition_stats(X, conditions: np.ndarray, *, names: list[str] | None = None) -> ConditionStats:
-    import scipy.sparse as sp
+class PseudobulkSums:
+    """Per-group sums of log values, their squares, expm1(values) and its squares, accumulated over
+    row chunks of sparse matrices (a 90k-cell screen is never densified nor copied whole to float64)."""
 
+    def __init__(self, n_groups: int, n_genes: int) -> None:
+        self.n = np.zeros(n_groups)
+        self.m = np.zeros((4, n_groups, n_genes))
+
+    def add(self, X, codes: np.ndarray, *, chunk_nnz: int = 1 << 22) -> "PseudobulkSums":
+        """Add the rows of ``X`` to groups ``codes`` (rows with code -1 are ignored)."""
+        import scipy.sparse as sp
+
+        from scfm_bench.data.perturbation import row_chunks
+
+        X = sp.csr_matrix(X)
+        k = len(self.n)
+        for lo, hi in row_chunks(X.indptr, chunk_nnz):
+            c = codes[lo:hi]
+            keep = c >= 0
+            ind = sp.csr_matrix((np.ones(int(keep.sum())), (c[keep], np.flatnonzero(keep))), shape=(k, hi - lo))
+            self.n += np.bincount(c[keep], minlength=k)
+            blk = sp.csr_matrix(X[lo:hi], dtype=np.float64)
+            e = blk.expm1()
+            for i, part in enumerate((blk, blk.multiply(blk), e, e.multiply(e))):
+                self.m[i] += (ind @ part).toarray()
+        return self
+
+    def stats(self, names: list[str], rows: np.ndarray | None = None) -> ConditionStats:
+        n, (s, ss, e, ee) = (self.n, self.m) if rows is None else (self.n[rows], self.m[:, rows])
+        mean = s / n[:, None]
+        var = np.maximum(ss - n[:, None] * mean**2, 0) / np.maximum(n - 1, 1)[:, None]
+        return ConditionStats(list(names), n, mean, var, e, ee)
+
+
+def condition_stats(X, conditions: np.ndarray, *, names: list[str] | None = None) -> ConditionStats:
     names = names if names is not None else sorted(set(conditions))
     codes = {c: i for i, c in enumerate(names)}
-    rows = np.array([codes[c] for c in conditions])
-    ind = sp.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(len(names), len(rows)))
-    n = np.asarray(ind.sum(1)).ravel()
-    X = sp.csr_matrix(X, dtype=np.float64)
-    s = (ind @ X).toarray()
-    ss = (ind @ X.multiply(X)).toarray()
-    E = X.expm1()
-    e_sum = (ind @ E).toarray()
-    e_sumsq = (ind @ E.multiply(E)).toarray()
-    mean = s / n[:, None]
-    var = np.maximum(ss - n[:, None] * mean**2, 0) / np.maximum(n - 1, 1)[:, None]
-    return ConditionStats(names, n, mean, var, e_sum, e_sumsq)
+    rows = np.array([codes.get(c, -1) for c in conditions])
+    return PseudobulkSums(len(names), X.shape[1]).add(X, rows).stats(names)
+
+
+def split_half_stats(X, conditions: np.ndarray, *, seed: int) -> tuple[ConditionStats, ConditionStats, ConditionStats]:
+    """Stats of every condition and of two random halves of its cells (the split-half noise ceiling),
+    from one pass over X: the full sums are the sums of the halves."""
+    names, inverse = np.unique(conditions.astype(str), return_inverse=True)
+    names = list(names)
+    k = len(names)
+    rng = np.random.default_rng([seed, 1])
+    codes = inverse.copy()
+    order = np.argsort(inverse, kind="stable")
+    for idx in np.split(order, np.cumsum(np.bincount(inverse, minlength=k))[:-1]):
+        codes[rng.permutation(idx)[len(idx) // 2:]] += k  # the second half of each condition
+    sums = PseudobulkSums(2 * k, X.shape[1]).add(X, codes)
+    a, b = sums.stats(names, np.arange(k)), sums.stats(names, np.arange(k, 2 * k))
+    full = PseudobulkSums(k, X.shape[1])
+    full.n, full.m = sums.n[:k] + sums.n[k:], sums.m[:, :k] + sums.m[:, k:]
+    return full.stats(names), a, b
+
+
+def replicate_stats(blocks, *, genes: np.ndarray, all_genes: np.ndarray, names: list[str], counts: bool) -> ConditionStats | None:
+    """Pseudobulk stats of an independent replicate screen given as (label, CSR block) pairs, on the
+    task's genes and conditions; None when the replicate lacks one of the conditions."""
+    from scfm_bench.data.perturbation import log_normalise
+
+    pos = {c: i for i, c in enumerate(names)}
+    gene_pos = {g: i for i, g in enumerate(all_genes)}
+    gene_idx = np.array([gene_pos[g] for g in genes])
+    sums = PseudobulkSums(len(names), len(genes))
+    for label, X in blocks:
+        if label in pos:
+            X = (log_normalise(X) if counts else X)[:, gene_idx]
+            sums.add(X, np.full(X.shape[0], pos[label]))
+    return sums.stats(names) if (sums.n > 0).all() else None
 
 
 def seurat_hvg(stats: ConditionStats, rows: np.ndarray, n_top: int) -> np.ndarray:
@@ -82,11 +138,18 @@ def welch_t(stats: ConditionStats, rows: np.ndarray, ctrl: int) -> np.ndarray:
 
 # ---- splits -------------------------------------------------------------------------------------
 
+Fold = tuple[list[str], list[str], dict[str, str]]  # train, test, test perturbation -> subgroup
+
+
 def split_folds(perts: list[str], split: str, *, seed: int, n_folds: int, double_train_fraction: float,
-                n_clusters: int, signatures: np.ndarray | None = None) -> list[tuple[list[str], list[str]]]:
-    """(train, test) perturbation lists per fold. S1: k-fold over singles; S2: a random share of the
-    doubles whose two singles were measured goes to training with all singles; S3: leave one k-means
-    cluster of single-perturbation signatures out at a time."""
+                n_clusters: int, signatures: np.ndarray | None = None, gears_train_gene_fraction: float = 0.75,
+                gears_combo_seen2_train_fraction: float = 0.75) -> list[Fold]:
+    """(train, test, subgroups) per fold. S1: k-fold over singles; S2: a random share of the doubles
+    whose two singles were measured goes to training with all singles; S3: leave one k-means cluster of
+    single-perturbation signatures out at a time; ``gears_simulation``: GEARS' simulation split."""
+    if split == "gears_simulation":
+        return [gears_simulation_split(perts, seed=seed, train_gene_fraction=gears_train_gene_fraction,
+                                       combo_seen2_train_fraction=gears_combo_seen2_train_fraction)]
     rng = np.random.default_rng(seed)
     singles = [p for p in perts if "+" not in p]
     if split == "double_seen2":
@@ -96,17 +159,50 @@ def split_folds(perts: list[str], split: str, *, seed: int, n_folds: int, double
             return []
         order = rng.permutation(len(doubles))
         n_train = int(round(double_train_fraction * len(doubles)))
-        return [(singles + [doubles[i] for i in order[:n_train]], [doubles[i] for i in order[n_train:]])]
-    if split == "shift":
-        from sklearn.cluster import KMeans
-
-        k = min(n_clusters, len(singles) // 2)
-        labels = KMeans(k, n_init=10, random_state=seed).fit_predict(signatures)
-        groups = [[singles[i] for i in np.flatnonzero(labels == c)] for c in range(k)]
+        folds = [(singles + [doubles[i] for i in order[:n_train]], [doubles[i] for i in order[n_train:]])]
     else:
-        order = rng.permutation(len(singles))
-        groups = [[singles[i] for i in part] for part in np.array_split(order, min(n_folds, len(singles) // 2))]
-    return [([p for p in singles if p not in set(g)], g) for g in groups if len(g) >= 2]
+        if split == "shift":
+            from sklearn.cluster import KMeans
+
+            k = min(n_clusters, len(singles) // 2)
+            labels = KMeans(k, n_init=10, random_state=seed).fit_predict(signatures)
+            groups = [[singles[i] for i in np.flatnonzero(labels == c)] for c in range(k)]
+        else:
+            order = rng.permutation(len(singles))
+            groups = [[singles[i] for i in part] for part in np.array_split(order, min(n_folds, len(singles) // 2))]
+        folds = [([p for p in singles if p not in set(g)], g) for g in groups if len(g) >= 2]
+    return [(train, test, subgroups(test, {t for p in train for t in p.split("+")})) for train, test in folds]
+
+
+def subgroups(test: list[str], seen_genes: set[str]) -> dict[str, str]:
+    """GEARS' test subgroups: ``unseen_single`` / ``seen_single`` and ``combo_seen{0,1,2}`` (how many
+    targets of a combination were seen in training)."""
+    out = {}
+    for p in test:
+        targets = p.split("+")
+        k = sum(t in seen_genes for t in targets)
+        out[p] = ("seen_single" if k else "unseen_single") if len(targets) == 1 else f"combo_seen{k}"
+    return out
+
+
+def gears_simulation_split(perts: list[str], *, seed: int, train_gene_fraction: float,
+                           combo_seen2_train_fraction: float) -> Fold:
+    """GEARS' ``prepare_split(split="simulation")`` semantics: a seeded share of the target genes is
+    "seen"; their singles train, the other singles are ``unseen_single`` tests; combinations with 0 or 1
+    seen genes are tests (``combo_seen0/1``); of those with 2, a share trains and the rest are
+    ``combo_seen2`` tests. Draws use numpy's legacy ``RandomState(seed)`` over sorted names, as GEARS
+    does, so the seen genes match GEARS' for the same seed and fraction (GEARS' own validation carve-out
+    is not reproduced: probes choose hyper-parameters on their inner validation split)."""
+    genes = np.unique([t for p in perts for t in p.split("+")])
+    seen = set(np.random.RandomState(seed).choice(genes, int(len(genes) * train_gene_fraction), replace=False))
+    singles = [p for p in perts if "+" not in p]
+    combos = [p for p in perts if "+" in p]
+    seen2 = sorted(p for p in combos if all(t in seen for t in p.split("+")))
+    n_train = int(len(seen2) * combo_seen2_train_fraction)
+    combo_train = set(np.random.RandomState(seed).choice(seen2, n_train, replace=False)) if n_train else set()
+    train = [p for p in singles if p in seen] + [p for p in combos if p in combo_train]
+    test = [p for p in singles if p not in seen] + [p for p in combos if p not in combo_train]
+    return train, test, subgroups(test, seen)
 
 
 # ---- embeddings and probes ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from scfm_bench.data.perturb_sim import replicate_draw
 from scfm_bench.data.perturbation import CONTROL, PerturbationData, load_perturbation
 from scfm_bench.exceptions import CellSkipped, ConfigError, DataError
 from scfm_bench.metrics import MetricInputs, Outcome, PerturbationEval
@@ -25,23 +26,32 @@ from scfm_bench.metrics.perturbation import rowwise_pearson
 from scfm_bench.registry import METRICS, TASKS
 from scfm_bench.tasks._base import Task
 from scfm_bench.tasks._perturb_core import (
-    GeneEmbedder, condition_stats, fit_predict, pca_scores, project, seurat_hvg, set_embeddings, split_folds, welch_t)
+    GeneEmbedder, fit_predict, pca_scores, project, replicate_stats, seurat_hvg, set_embeddings, split_folds,
+    split_half_stats, welch_t)
 from scfm_bench.tasks._perturb_stats import paired_stats
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("no_change", "mean", "additive", "additive_ref", "lin_pca", "noise_ceiling")
+BASELINES = ("no_change", "mean", "additive", "additive_ref", "lin_pca", "noise_ceiling", "replicate_ceiling")
+_NO_REPLICATE = ("replicate_ceiling needs an independent replicate draw, which only the perturbation_synthetic "
+                 "generator provides; on real screens the split-half noise_ceiling is the positive control")
 PROBES = ("lin", "ridge", "knn")
 _CORRELATIONS = {"pearson_delta_pert", "pearson_delta_ctrl"}
 
 
 class PerturbationParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    split: Literal["single_unseen", "double_seen2", "shift"] = Field(
-        "single_unseen", description="S1 unseen singles (k-fold), S2 held-out doubles with seen singles, S3 leave-cluster-out")
+    split: Literal["single_unseen", "double_seen2", "shift", "gears_simulation"] = Field(
+        "single_unseen", description="S1 unseen singles (k-fold), S2 held-out doubles with seen singles, S3 leave-cluster-out, "
+                                     "or GEARS' simulation split (results also by subgroup combo_seen0/1/2, unseen_single)")
     n_folds: int = Field(5, ge=2, description="S1 folds over single perturbations")
     double_train_fraction: float = Field(0.5, gt=0, lt=1, description="S2: share of doubles used for training")
     n_clusters: int = Field(5, ge=2, description="S3: k-means clusters of single-perturbation signatures")
+    gears_train_gene_fraction: float = Field(
+        0.75, gt=0, lt=1, description="gears_simulation: share of target genes seen in training (GEARS prepare_split's "
+                                      "default; its DataSplitter.get_simulation_split defaults to 0.85: match the paper you compare to)")
+    gears_combo_seen2_train_fraction: float = Field(
+        0.75, gt=0, lt=1, description="gears_simulation: share of combinations with both genes seen that trains")
     min_cells: int = Field(20, ge=2, description="conditions with fewer cells are dropped (counted in the records)")
     min_gene_total: float = Field(5, ge=0, description="genes with total count <= this are dropped")
     n_hvg: int = Field(2000, ge=10, description="read-out genes H (seurat HVGs of controls + training cells)")
@@ -103,15 +113,20 @@ class Perturbation(Task):
                     f"or a model with gene_embeddings).")
 
     def run_direct(self, adata, *, name: str, entry, models: list[str], params: PerturbationParams, seed: int,
-                   suite, embedders: dict[str, GeneEmbedder] | None = None) -> DirectResult:
+                   suite, embedders: dict[str, GeneEmbedder] | None = None,
+                   prepared: PerturbationData | None = None) -> DirectResult:
+        """Score every predictor in ``models`` on the folds of ``params.split``; ``prepared`` is the
+        result of :meth:`load` when the caller already validated the dataset (it is then not reloaded)."""
         import pandas as pd
 
-        pdata = self.load(adata, name=name, entry=entry, params=params)
-        stats = condition_stats(pdata.X, pdata.conditions)
+        pdata = prepared if prepared is not None else self.load(adata, name=name, entry=entry, params=params)
+        stats, half_a, half_b = split_half_stats(pdata.X, pdata.conditions, seed=seed)
         ctrl = stats.names.index(CONTROL)
         perts = [c for c in stats.names if c != CONTROL]
         gene_pos = {g: i for i, g in enumerate(pdata.genes)}
-        vectors = self._vectors(models, params, pdata, embedders or {}, seed)
+        vectors, coverage, bad = self._vectors(models, params, pdata, embedders or {}, seed)
+        failed = {m: bad[m.partition("_")[2]] for m in models if m.partition("_")[0] in PROBES and m.partition("_")[2] in bad}
+        models = [m for m in models if m not in failed]
 
         signatures = None
         if params.split == "shift":
@@ -119,14 +134,23 @@ class Perturbation(Task):
             singles = [p for p in perts if "+" not in p]
             signatures = stats.mean[stats.index(singles)][:, hv] - stats.mean[ctrl, hv]
         folds = split_folds(perts, params.split, seed=seed, n_folds=params.n_folds, n_clusters=params.n_clusters,
-                            double_train_fraction=params.double_train_fraction, signatures=signatures)
+                            double_train_fraction=params.double_train_fraction, signatures=signatures,
+                            gears_train_gene_fraction=params.gears_train_gene_fraction,
+                            gears_combo_seen2_train_fraction=params.gears_combo_seen2_train_fraction)
         if not folds:
             raise CellSkipped(f"split {params.split!r} has no usable test set on {name!r} (too few perturbations of that kind)")
-        halves = self._halves(pdata, seed) if "noise_ceiling" in models else None
+        halves = {"a": half_a, "b": half_b}
+        replicate = None
+        if "replicate_ceiling" in models:
+            blocks = replicate_draw(adata)
+            if blocks is not None:
+                replicate = replicate_stats(blocks, genes=pdata.genes, all_genes=adata.var_names.astype(str).to_numpy(),
+                                            names=stats.names, counts=pdata.values == "counts")
 
         rows, hyper = [], {m: [] for m in models}
-        for f, (train, test) in enumerate(folds):
-            ev, preds, covered, hp, truth_b = self._fold(stats, ctrl, train, test, models, params, vectors, gene_pos, seed, halves)
+        for f, (train, test, groups) in enumerate(folds):
+            ev, preds, covered, hp, truth_b = self._fold(stats, ctrl, train, test, models, params, vectors, gene_pos, seed, halves,
+                                                           replicate)
             for m in models:
                 hyper[m].append(hp.get(m))
                 pe = PerturbationEval(pred=preds[m], **(ev if m != "noise_ceiling" else {**ev, "truth": truth_b}))
@@ -137,11 +161,12 @@ class Perturbation(Task):
                               for k, v in values.items()}
                 effect = np.linalg.norm((ev["truth"] - ev["reference"]) * ev["hvg"], axis=1)
                 for i, p in enumerate(test):
-                    rows.append({"fold": f, "perturbation": p, "model": m, "covered": bool(covered[m][i]),
+                    rows.append({"fold": f, "perturbation": p, "subgroup": groups[p], "model": m, "covered": bool(covered[m][i]),
                                  "effect_size": float(effect[i]), **{k: float(v[i]) for k, v in values.items()}})
         table = pd.DataFrame(rows)
-        info = {"split": params.split, "n_folds": len(folds), **pdata.summary()}
+        info = {"split": params.split, "n_folds": len(folds), **pdata.summary(), "gene_embedding_coverage": coverage}
         outcomes = self._outcomes(table, models, suite, params, seed, hyper, info)
+        outcomes.update({m: [Outcome("*", "", True, status="failed", reason=why)] for m, why in failed.items()})
         return DirectResult(outcomes, table, info)
 
     # ---- data ----------------------------------------------------------------------------------
@@ -156,27 +181,30 @@ class Perturbation(Task):
         return load_perturbation(adata, name=name, fields=fields.model_copy(update=overrides), min_cells=params.min_cells,
                                  min_gene_total=params.min_gene_total, context_key=params.context_key, context=params.context)
 
-    @staticmethod
-    def _halves(pdata: PerturbationData, seed: int):
-        """Pseudobulk of two random halves of every condition's cells (split-half noise ceiling)."""
-        rng = np.random.default_rng([seed, 1])
-        half = np.zeros(len(pdata.conditions), dtype=bool)
-        for c in set(pdata.conditions):
-            idx = np.flatnonzero(pdata.conditions == c)
-            half[rng.permutation(idx)[: len(idx) // 2]] = True
-        return {h: condition_stats(pdata.X[mask], pdata.conditions[mask]) for h, mask in (("a", half), ("b", ~half))}
-
-    def _vectors(self, models, params, pdata, embedders, seed) -> dict[str, dict[str, np.ndarray] | None]:
-        """Gene -> vector per external embedding; ``pca`` is fitted per fold (None here), ``random`` last."""
+    def _vectors(self, models, params, pdata, embedders, seed):
+        """Gene -> vector per embedding (``pca`` is fitted per fold: None here; ``random`` last), the
+        coverage of the target genes by each external embedding, and why an adapter's output is unusable."""
         out: dict[str, dict[str, np.ndarray] | None] = {}
+        coverage, bad = {}, {}
         targets = sorted({t for p in pdata.perturbations for t in p.split("+")})
         for emb in sorted(self.embedding_names(models) - {"pca", "random"}):
             if emb in params.embeddings:
                 out[emb] = read_gene_embeddings(Path(params.embeddings[emb]), name=emb, targets=targets)
             else:
                 mat = np.asarray(embedders[emb](targets), dtype=np.float64)
-                ok = ~np.isnan(mat).any(1)
+                ok = np.isfinite(mat).all(1) if mat.ndim == 2 and len(mat) == len(targets) else None
+                if ok is None or not ok.any():
+                    bad[emb] = (f"model {emb!r}: gene_embeddings returned shape {mat.shape} for {len(targets)} target genes"
+                                if ok is None else
+                                f"model {emb!r} knows none of the {len(targets)} target genes (e.g. {targets[:3]}): "
+                                f"its vocabulary uses other gene ids (symbols vs Ensembl?)")
+                    continue
                 out[emb] = {t: mat[i] for i, t in enumerate(targets) if ok[i]}
+            missing = [t for t in targets if t not in out[emb]]
+            coverage[emb] = {"targets": len(targets), "covered": len(targets) - len(missing), "missing": missing[:20]}
+            if missing:
+                log.warning("gene embedding %r lacks %d of %d target genes (%s): their perturbations fall back to the mean",
+                            emb, len(missing), len(targets), ", ".join(missing[:5]))
         if "pca" in self.embedding_names(models):
             out["pca"] = None
         if "random" in self.embedding_names(models):
@@ -185,11 +213,11 @@ class Perturbation(Task):
             universe = sorted(set(targets) | set(pdata.genes))
             mat = np.random.default_rng([seed, 2]).standard_normal((len(universe), d))
             out["random"] = dict(zip(universe, mat))
-        return out
+        return out, coverage, bad
 
     # ---- one fold ------------------------------------------------------------------------------
 
-    def _fold(self, stats, ctrl, train, test, models, params, vectors, gene_pos, seed, halves):
+    def _fold(self, stats, ctrl, train, test, models, params, vectors, gene_pos, seed, halves, replicate):
         tr, te = stats.index(train), stats.index(test)
         n_genes = stats.mean.shape[1]
         c = stats.mean[ctrl]
@@ -222,14 +250,16 @@ class Perturbation(Task):
             elif m == "mean":
                 pred = base
             elif m in ("additive", "additive_ref"):
-                cov = np.array([all(t in single_x for t in p.split("+")) for p in test])
-                if not cov.all():
-                    reason = f"{m} needs the single perturbations of every test target in training (split double_seen2)"
-                    preds[m], covered[m], hp[m] = base, np.zeros(len(test), bool), {"skipped": reason}
+                cov = np.array(["+" in p and all(t in single_x for t in p.split("+")) for p in test])
+                if not cov.any():
+                    reason = f"{m} needs test combinations whose singles were all trained on (split double_seen2)"
+                    preds[m], covered[m], hp[m] = base, cov, {"skipped": reason}
                     continue
-                sums = np.array([np.sum([single_x[t] for t in p.split("+")], 0) for p in test])
+                # the rest (unseen singles, combo_seen0/1 of the GEARS split) fall back to the mean
+                sums = np.array([np.sum([single_x.get(t, c) for t in p.split("+")], 0) for p in test])
                 n_t = np.array([len(p.split("+")) for p in test])[:, None]
                 pred = c + (sums - n_t * c) if m == "additive" else sums - (n_t - 1) * r
+                pred = np.where(cov[:, None], pred, base)
             elif m == "lin_pca":
                 gvec = {g: G[i] for g, i in gene_pos.items()}
                 P_tr, _ = set_embeddings(gvec, train)
@@ -238,6 +268,11 @@ class Perturbation(Task):
                 pred = np.where(cov[:, None], r + delta.T, base)
             elif m == "noise_ceiling":
                 pred = halves["a"].mean[halves["a"].index(test)]
+            elif m == "replicate_ceiling":
+                if replicate is None:
+                    preds[m], covered[m], hp[m] = base, np.zeros(len(test), bool), {"skipped": _NO_REPLICATE}
+                    continue
+                pred = replicate.mean[replicate.index(test)]
             else:
                 kind, _, emb = m.partition("_")
                 vec = vectors[emb] if vectors[emb] is not None else {
@@ -245,7 +280,7 @@ class Perturbation(Task):
                 pred, cov, hp[m] = self._probe(kind, vec, Y, b, r, c, G, train, test, H, params, seed)
             preds[m], covered[m] = pred, cov
         # the ceiling scores half A against half B; everyone else against all cells
-        truth_b = halves["b"].mean[halves["b"].index(test)] if halves is not None else None
+        truth_b = halves["b"].mean[halves["b"].index(test)]
         return ev, preds, covered, hp, truth_b
 
     def _probe(self, kind, vec, Y, b, r, c, G, train, test, H, params, seed):
@@ -281,7 +316,8 @@ class Perturbation(Task):
 
     def _outcomes(self, table, models, suite, params, seed, hyper, info) -> dict[str, list[Outcome]]:
         ids = [e.id for e in suite.metrics]
-        common = table.groupby("perturbation")["covered"].all()
+        scored = [m for m in models if not any(isinstance(h, dict) and "skipped" in h for h in hyper[m])]
+        common = table[table.model.isin(scored)].groupby("perturbation")["covered"].all()
         common = set(common[common].index)
         n_all = table["perturbation"].nunique()
         mean_l2 = table[table.model == "mean"]["l2_top1000"].mean() if "mean" in models and "l2_top1000" in ids else None
@@ -303,6 +339,7 @@ class Perturbation(Task):
                 p = {"n_perturbations": int(len(vals)), "sd_over_folds": float(per_fold.std(ddof=1)) if len(per_fold) > 1 else None,
                      "coverage": coverage, "hyperparameters": hyper[m][0] if len(set(map(str, hyper[m]))) == 1 else hyper[m],
                      "by_effect_tertile": {n: float(vals[tert == i].mean()) for i, n in enumerate(("low", "mid", "high")) if (tert == i).any()},
+                     "by_subgroup": {g: float(v.mean()) for g, v in t.groupby("subgroup")[e.id]},
                      "legacy_inflatable": e.family == "legacy", "split": params.split, "dataset_info": info}
                 for ref in ("mean", "random"):
                     other = "mean" if ref == "mean" else (f"{m.split('_')[0]}_random" if m.split("_")[0] in PROBES and m != "lin_pca" else None)

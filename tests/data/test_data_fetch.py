@@ -97,3 +97,48 @@ def test_file_placed_by_hand_is_adopted(tiny_adata, settings):
     tiny_adata().write_h5ad(settings.datasets_dir / "tiny.h5ad")
     path = fetch_dataset("tiny", url_entry("http://127.0.0.1:9/never-contacted.h5ad"), settings)
     assert Path(str(path) + ".sha256").is_file()
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_archive_member_is_unpacked_once(http_server, tiny_adata, settings, tmp_path, kind, caplog):
+    """GEARS' Dataverse files are archives holding <name>/perturb_processed.h5ad (served here from loopback)."""
+    import tarfile
+    import zipfile
+
+    root, base = http_server
+    h5ad = tmp_path / "perturb_processed.h5ad"
+    tiny_adata().write_h5ad(h5ad)
+    archive = root / "datafile"  # no extension, like Dataverse's api/access URLs
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.write(h5ad, "norman/perturb_processed.h5ad")
+    else:
+        with tarfile.open(archive, "w:gz") as tf:
+            tf.add(h5ad, "norman/perturb_processed.h5ad")
+    entry = DatasetEntry(source="url", url=f"{base}/datafile", filename="norman.h5ad", member="norman/perturb_processed.h5ad",
+                         fields=FIELDS)
+    path = fetch_dataset("norman", entry, settings)
+    assert path == settings.datasets_dir / "norman.h5ad" and path.read_bytes() == h5ad.read_bytes()
+    ds = load_dataset("norman", entry, settings, suite_root=tmp_path)
+    assert ds.sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()  # records name the upstream bytes
+    with caplog.at_level(logging.INFO, logger="scfm_bench.data.fetch"):
+        fetch_dataset("norman", entry, settings)
+    assert "unpacked" not in caplog.text  # already unpacked from this archive
+    path.unlink()
+    assert fetch_dataset("norman", entry, settings).read_bytes() == h5ad.read_bytes()  # unpacked again, not downloaded
+
+    bad = entry.model_copy(update={"member": "adamson/perturb_processed.h5ad", "filename": "other.h5ad"})
+    assert fetch_dataset("other", bad, settings).is_file()  # the same file name in another folder is found
+    missing = entry.model_copy(update={"member": "nope.h5ad", "filename": "nope.h5ad"})
+    with pytest.raises(DataError, match="holds no single 'nope.h5ad'.*perturb_processed"):
+        fetch_dataset("nope", missing, settings)
+    assert not (settings.datasets_dir / "nope.h5ad").exists()
+
+
+def test_unpacked_file_placed_by_hand_is_adopted(tiny_adata, settings):
+    path = settings.datasets_dir / "norman.h5ad"
+    path.parent.mkdir(parents=True)
+    tiny_adata().write_h5ad(path)
+    entry = DatasetEntry(source="url", url="http://127.0.0.1:9/unreachable", filename="norman.h5ad",
+                         member="norman/perturb_processed.h5ad", fields=FIELDS)
+    assert fetch_dataset("norman", entry, settings) == path  # no download attempted
