@@ -109,6 +109,19 @@ def authors_pads(lengths: np.ndarray, batch_size: int) -> np.ndarray:
     return np.repeat(longest, batch_size)[: len(lengths)] - lengths
 
 
+def torch_load(path: Path):
+    """Memory-map the file (the weights hold a 3 GB token table) when it is in torch's zip format;
+    files saved in the legacy format are read whole."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def infer_shapes(state) -> dict[str, int]:
     """Architecture sizes from the tensor shapes (the authors hard-code 1280/5120/145,469)."""
     layers = {int(k.split(".")[2]) for k in state if k.startswith("transformer_encoder.layers.")}
@@ -199,8 +212,8 @@ class UCE(ScfmAdapter):
         weights = folder / self._weights_file(folder)
         offsets_file = next(folder / f for f in ("species_offsets.pkl", "species_offsets.json") if (folder / f).exists())
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
-            genes = list(torch.load(folder / PROTEIN_EMBEDDINGS, map_location="cpu", weights_only=True, mmap=True))
+            state = torch_load(weights)
+            genes = list(torch_load(folder / PROTEIN_EMBEDDINGS))
             offsets = (json.loads(offsets_file.read_text()) if offsets_file.suffix == ".json"
                        else pickle.loads(offsets_file.read_bytes()))
             shapes = infer_shapes(state)
@@ -223,7 +236,6 @@ class UCE(ScfmAdapter):
         if shapes["d_model"] % p.n_heads or p.pad_length > shapes["max_len"]:
             raise CellFailed(f"model 'uce': d_model {shapes['d_model']} / n_heads {p.n_heads} or pad_length {p.pad_length} "
                              f"(positional table: {shapes['max_len']}) do not fit; set uce.n_heads / uce.pad_length.")
-        self.genes = genes
         self.gene_row = {str(g).upper(): first + i for i, g in enumerate(genes)}
         # the vocabulary: genes with both a protein embedding and a chromosome position
         self.vocab = {g: (r, *chroms[g]) for g, r in self.gene_row.items() if g in chroms}
@@ -239,26 +251,27 @@ class UCE(ScfmAdapter):
         m = match_genes(adata, raw_counts(adata, self.key), self.vocab, model=self.key,
                         expected="HGNC gene symbols with an ESM2 protein embedding and a row in species_chrom.csv",
                         max_unmatched=p.max_unmatched_fraction, symbol_to_model=_UpperCase({g: g for g in self.vocab}))
-        rows, chroms, starts = (np.array(col, dtype=np.int64) for col in zip(*(self.vocab[g] for g in m.model_genes)))
+        rows, chroms, starts = np.array([self.vocab[g] for g in m.model_genes], dtype=np.int64).reshape(-1, 3).T
         X = m.counts
         X.sort_indices()
         tokens = []
         for i in range(X.shape[0]):
             sl = slice(X.indptr[i], X.indptr[i + 1])
-            g = X.indices[sl][X.data[sl] > 0]
-            tokens.append(tokenize_cell(rows[g], chroms[g], starts[g], X.data[sl][X.data[sl] > 0], sample_size=p.sample_size,
+            nz = X.data[sl] > 0
+            g = X.indices[sl][nz]
+            tokens.append(tokenize_cell(rows[g], chroms[g], starts[g], X.data[sl][nz], sample_size=p.sample_size,
                                         chrom_offset=self.chrom_offset, rng=np.random.default_rng([self.seed, i])))
         lengths = np.array([len(t) for t in tokens])
+        empty = int((lengths == 1).sum())
         truncated = int((lengths > p.pad_length).sum())
         tokens = [t[: p.pad_length] for t in tokens]
         lengths = np.minimum(lengths, p.pad_length)
         batch = p.mask_batch_size or _AUTHORS_BATCH[self.weights_file]
         pads = authors_pads(lengths, batch) if p.mask == "float" else np.zeros_like(lengths)
-        empty = int((np.diff(X.indptr) == 0).sum())
         if empty:
             log.warning("model uce: %d cells have no counts on UCE genes and are embedded from <cls> alone", empty)
-        self.run_info = {**m.info, "variant": f"{self.shapes['n_layers']} layers ({self.weights_file})", "pooling": "cls → decoder, L2-normalised",
-                         "mask": p.mask if p.mask == "bool" else f"float (authors'), batches of {batch} cells in input order",
+        self.run_info = {**m.info, "variant": f"{self.shapes['n_layers']} layers ({self.weights_file})",
+                         "pooling": "cls → decoder, L2-normalised", "mask": p.mask if p.mask == "bool" else f"float (authors'), batches of {batch} cells in input order",
                          "cells_truncated": truncated, "cells_without_genes": empty}
         items = list(zip(tokens, pads.tolist()))
         return Prepared(dataset=items, collate=self._collate, n_cells=len(items), lengths=(lengths + pads).tolist())

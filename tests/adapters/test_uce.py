@@ -221,8 +221,8 @@ def test_missing_or_partial_folder_skips_with_expected_files(tmp_path, cells):
         _embed(_uce(folder), cells)
 
 
-def test_variants_and_offsets_json(tmp_path, cells):
-    folder = build_uce(tmp_path / "u33", weights="33l_8ep_1024t_1280.torch", offsets_json=True)
+def test_variants_offsets_json_and_legacy_torch_files(tmp_path, cells):
+    folder = build_uce(tmp_path / "u33", weights="33l_8ep_1024t_1280.torch", offsets_json=True, legacy=True)
     a = _uce(folder, mask="bool")
     assert a.variant() == "33l_8ep_1024t_1280.torch, bool mask"
     assert _embed(a, cells).shape == (cells.n_obs, 8) and a.run_info["variant"] == "2 layers (33l_8ep_1024t_1280.torch)"

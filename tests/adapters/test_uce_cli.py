@@ -5,8 +5,7 @@ import json
 import anndata as ad
 import numpy as np
 import pytest
-from test_scfm_cli import cli
-from tiny_ckpt import toy_counts
+from test_scfm_cli import cli, write_toy
 from tiny_uce import build_uce
 
 SHORT = ("--model-param", "uce.sample_size=48")  # 1,024 genes per cell by default: short sequences keep the test fast
@@ -14,11 +13,7 @@ SHORT = ("--model-param", "uce.sample_size=48")  # 1,024 genes per cell by defau
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("uce_cli")
-    data = toy_counts(n_cells=60, seed=1)
-    data.obs["cell_type"] = np.repeat(["a", "b", "c"], 20)
-    data.obs["batch"] = np.tile(["b1", "b2"], 30)
-    data.write_h5ad(root / "toy.h5ad")
+    root = write_toy(tmp_path_factory.mktemp("uce_cli"))
     return root, build_uce(root / "models" / "uce")
 
 

@@ -16,8 +16,8 @@ from scfm_bench.adapters.uce import PROTEIN_EMBEDDINGS, UCE, tokenize_cell
 from scfm_bench.embed import embed
 
 uce_model = pytest.importorskip("uce.model", reason="the authors' package (pip install 'scfm-bench[test]')")
-from uce.data_proc.data_utils import adata_path_to_prot_chrom_starts, get_spec_chrom_csv  # noqa: E402
-from uce.eval_data import MultiDatasetSentenceCollator, sample_cell_sentences  # noqa: E402
+from uce.data_proc.data_utils import adata_path_to_prot_chrom_starts, get_spec_chrom_csv
+from uce.eval_data import MultiDatasetSentenceCollator, sample_cell_sentences
 
 GENES = [f"GENE{i}" for i in range(1, 47)]  # upstream needs every gene in species_chrom.csv, listed once
 S, PAD_LENGTH = 40, 1536

@@ -30,7 +30,8 @@ def start_of(i: int) -> int:
     return 1000 + 7919 * i % 5003  # distinct, not monotone in i
 
 
-def build_uce(folder, *, weights="4layer_model.torch", d=40, layers=2, drop=None, seed=0, offsets_json=False):
+def build_uce(folder, *, weights="4layer_model.torch", d=40, layers=2, drop=None, seed=0, offsets_json=False, legacy=False):
+    """``legacy``: torch files in the pre-1.6 (non-zip) format, which cannot be memory-mapped."""
     import pandas as pd
     import torch
 
@@ -53,9 +54,9 @@ def build_uce(folder, *, weights="4layer_model.torch", d=40, layers=2, drop=None
               "gene_embedding_layer.0.weight": torch.randn(d, 8), "gene_embedding_layer.2.weight": torch.ones(d)}
     if drop:
         state.pop(drop)
-    torch.save(state, folder / weights)
+    torch.save(state, folder / weights, _use_new_zipfile_serialization=not legacy)
     esm = {("Gene5" if g == "GENE5" else g): torch.randn(8) for g in HUMAN}  # keys are upper-cased by the reader
-    torch.save(esm, folder / PROTEIN_EMBEDDINGS)
+    torch.save(esm, folder / PROTEIN_EMBEDDINGS, _use_new_zipfile_serialization=not legacy)
     rows = [("human", chromosome_of(i), f"GENE{i}", start_of(i)) for i in range(47)]
     rows += [("human", "Y", "GENE0", 5), ("mouse", "1", "Gene0", 10), ("mouse", "2", "Gene1", 20)]
     pd.DataFrame(rows, columns=["species", "chromosome", "gene_symbol", "start"]).to_csv(folder / "species_chrom.csv", index=False)
