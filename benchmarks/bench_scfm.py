@@ -1,11 +1,17 @@
 """scFM embedding throughput on CPU at real architecture sizes (random weights): cells/s, tokens/s and
 peak RAM, with length-bucketed (token budget) vs plain padded batching in the same run.
 
-Models: scGPT 12x512 (vocab 60,697) and Geneformer V1 6x256 (vocab 25,426) on the default dataset
-(pbmc68k_semisynthetic), a seeded subsample of cells. Checkpoints are written to a temp folder in each
+Models: scGPT 12x512 (vocab 60,697), Geneformer V1 6x256 (vocab 25,426, 2,048 positions),
+Geneformer V2 12x768 (vocab 20,275, 4,096 positions) and scFoundation 01B 12x768 (19,264-gene list, 100 bins). Checkpoints are written to a temp folder in each
 model's on-disk format, so loading goes through the adapters exactly as for real weights.
 
-Run: .venv/bin/python benchmarks/bench_scfm.py [--cells 96] [--repeats 3] [--batch-size 32]
+Data: ``--data default`` is a seeded subsample of the default dataset (765 genes, so lengths barely
+vary); ``--data skewed`` is a seeded count matrix over 6,000 genes whose genes-per-cell follow a
+log-normal like 10x PBMCs (median ~700, 5th-95th percentile ~250-2,000), where padding to the longest
+cell in input order wastes most of the compute.
+
+Run: .venv/bin/python benchmarks/bench_scfm.py [--data skewed] [--cells 96] [--repeats 3] [--batch-size 32]
+     [--models scgpt,geneformer_v1,geneformer_v2,scfoundation]
 """
 
 from __future__ import annotations
@@ -35,18 +41,60 @@ def write_scgpt(folder: Path, genes: list[str]) -> None:
     (folder / "args.json").write_text(json.dumps(args))
 
 
-def write_geneformer_v1(folder: Path, genes: list[str]) -> None:
+def write_geneformer(folder: Path, genes: list[str], *, v2: bool) -> None:
     from transformers import BertConfig, BertForMaskedLM
 
     folder.mkdir(parents=True)
-    ens = [f"ENSG{i:011d}" for i in range(25_424)]
-    tokens = {"<pad>": 0, "<mask>": 1} | {g: i + 2 for i, g in enumerate(ens)}
+    specials = ["<pad>", "<mask>", "<cls>", "<eos>"] if v2 else ["<pad>", "<mask>"]
+    ens = [f"ENSG{i:011d}" for i in range((20_275 if v2 else 25_426) - len(specials))]
+    tokens = {t: i for i, t in enumerate(specials)} | {g: i + len(specials) for i, g in enumerate(ens)}
+    tag = "gc104M" if v2 else "gc30M"
     for stem, d in (("token_dictionary", tokens), ("gene_median_dictionary", {g: 1.0 + (i % 13) / 5 for i, g in enumerate(ens)}),
                     ("gene_name_id_dict", dict(zip(genes, ens)))):
-        (folder / f"{stem}_gc30M.pkl").write_bytes(pickle.dumps(d))
-    cfg = BertConfig(vocab_size=len(tokens), hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=512,
-                     max_position_embeddings=2048, hidden_act="relu", layer_norm_eps=1e-12, pad_token_id=0, type_vocab_size=2)
+        (folder / f"{stem}_{tag}.pkl").write_bytes(pickle.dumps(d))
+    hidden, layers, heads, pos = (768, 12, 12, 4096) if v2 else (256, 6, 4, 2048)
+    cfg = BertConfig(vocab_size=len(tokens), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                     intermediate_size=2 * hidden if not v2 else 3072, max_position_embeddings=pos, hidden_act="relu",
+                     layer_norm_eps=1e-12, pad_token_id=0, type_vocab_size=2)
     BertForMaskedLM(cfg).save_pretrained(folder)
+
+
+def write_scfoundation(folder: Path, genes: list[str]) -> None:
+    import torch
+
+    from scfm_bench.adapters.scfoundation import GENE_LIST, _build_module
+
+    folder.mkdir(parents=True)
+    names = genes + [f"FILLER{i}" for i in range(19_264 - len(genes))]
+    model = _build_module(n_pos=19_267, dim=768, depth=12, heads=12, ff=3072, bin_num=100, bin_alpha=1.0)
+    config = {"model": "mae_autobin", "model_config": {"mae_autobin": {"encoder": {"heads": 12}, "bin_alpha": 1.0, "seq_len": 19_266}}}
+    torch.save({"cell": {"config": config, "state_dict": {"model." + k: v for k, v in model.state_dict().items()}}},
+               folder / "models.ckpt")
+    (folder / GENE_LIST).write_text("gene_name\tindex\n" + "".join(f"{g}\t{i}\n" for i, g in enumerate(names)))
+
+
+MODELS = {  # name: (adapter key, writer, architecture)
+    "scgpt": ("scgpt", write_scgpt, "12x512"),
+    "geneformer_v1": ("geneformer", lambda f, g: write_geneformer(f, g, v2=False), "V1 6x256"),
+    "geneformer_v2": ("geneformer", lambda f, g: write_geneformer(f, g, v2=True), "V2 12x768 (FFN 3,072 assumed)"),
+    "scfoundation": ("scfoundation", write_scfoundation, "01B 12x768"),
+}
+
+
+def skewed_counts(n_cells: int, n_genes: int = 6000, seed: int = 0):
+    """Seeded raw counts whose nonzero genes per cell are log-normal (10x-PBMC-like spread)."""
+    import numpy as np
+    import scipy.sparse as sp
+    from anndata import AnnData
+
+    rng = np.random.default_rng(seed)
+    k = np.clip(rng.lognormal(np.log(700), 0.65, n_cells), 100, n_genes).astype(int)
+    rows = np.repeat(np.arange(n_cells), k)
+    cols = np.concatenate([rng.choice(n_genes, n, replace=False) for n in k])
+    X = sp.csr_matrix((rng.geometric(0.5, rows.size).astype(np.float32), (rows, cols)), shape=(n_cells, n_genes))
+    ad = AnnData(X)
+    ad.var_names = [f"GENE{i}" for i in range(n_genes)]
+    return ad
 
 
 def main() -> None:
@@ -54,6 +102,8 @@ def main() -> None:
     ap.add_argument("--cells", type=int, default=96)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--data", choices=["default", "skewed"], default="default")
+    ap.add_argument("--models", default="scgpt,geneformer_v1,geneformer_v2,scfoundation")
     a = ap.parse_args()
 
     import numpy as np
@@ -68,17 +118,23 @@ def main() -> None:
     from scfm_bench.settings import Settings
 
     set_enabled(False)
-    suite = load_suite(packaged_suite_dir())
-    ds = load_dataset("pbmc68k_semisynthetic", suite.catalogue.datasets["pbmc68k_semisynthetic"], Settings(), suite_root=suite.root)
-    adata = ds.adata[np.sort(np.random.default_rng(0).choice(ds.adata.n_obs, a.cells, replace=False))].copy()
+    if a.data == "skewed":
+        adata = skewed_counts(a.cells)
+    else:
+        suite = load_suite(packaged_suite_dir())
+        ds = load_dataset("pbmc68k_semisynthetic", suite.catalogue.datasets["pbmc68k_semisynthetic"], Settings(),
+                          suite_root=suite.root)
+        adata = ds.adata[np.sort(np.random.default_rng(0).choice(ds.adata.n_obs, a.cells, replace=False))].copy()
     genes = list(adata.var_names)
     print(f"# {adata.n_obs} cells x {adata.n_vars} genes, torch {torch.__version__}, {torch.get_num_threads()} threads",
           file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
-        for key, writer, dims in (("scgpt", write_scgpt, "12x512"), ("geneformer", write_geneformer_v1, "V1 6x256")):
-            folder = Path(tmp) / key
+        for name in a.models.split(","):
+            key, writer, dims = MODELS[name]
+            folder = Path(tmp) / name
             writer(folder, genes)
-            model = ADAPTERS.get(key)({"checkpoint": str(folder)}, seed=0)
+            params = {"checkpoint": str(folder)} | ({"use_hvg": False} if key == "scgpt" else {})
+            model = ADAPTERS.get(key)(params, seed=0)
             model.load("cpu")
             t0 = time.perf_counter()
             prep = model.prepare(adata)
@@ -96,7 +152,7 @@ def main() -> None:
             med = {m: statistics.median(t) for m, t in times.items()}
             for mode in times:
                 print(json.dumps({
-                    "benchmark": f"{key} {dims} {mode}", "median_s": round(med[mode], 3), "runs_s": [round(t, 3) for t in times[mode]],
+                    "benchmark": f"{key} {dims} {a.data} {mode}", "median_s": round(med[mode], 3), "runs_s": [round(t, 3) for t in times[mode]],
                     "cells_per_s": round(len(lengths) / med[mode], 2), "tokens_per_s": round(int(lengths.sum()) / med[mode], 1),
                     "peak_ram_mb": round(peak[mode], 1), "prepare_s": round(prep_s, 3),
                     "tokens_per_cell": {"min": int(lengths.min()), "median": int(np.median(lengths)), "max": int(lengths.max())},

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from scfm_bench.exceptions import DuplicateKeyError, UnknownKeyError
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -59,7 +62,11 @@ class Registry(Generic[T]):
             from importlib.metadata import entry_points
 
             for ep in entry_points(group=self._entry_point_group):
-                ep.load()  # the plug-in module registers itself on import
+                try:
+                    ep.load()  # the plug-in module registers itself on import
+                except Exception as e:  # a broken plug-in must not take the built-in models down with it
+                    log.warning("%s plug-in %r (%s) failed to import and is unavailable: %s: %s", self.kind, ep.name, ep.value,
+                                type(e).__name__, e)
 
     def get(self, key: str) -> T:
         self._load()

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="Downloads, built datasets and embeddings.")
     data_dir: Path | None = Field(None, description="Where fetched datasets live (default: <cache_dir>/data).")
     model_dir: Path | None = Field(None, description="Folder holding one sub-folder of checkpoints per model.")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | a comma list of them (data-parallel shards)")
     batch_size: int = Field(64, ge=1, description="Cells per forward batch for models that batch.")
     seed: int | None = Field(None, ge=0, description="Overrides the seeds of every task when set.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -33,9 +33,12 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _check_device(cls, v: str) -> str:
-        if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
+        def ok(d: str) -> bool:
+            return d in ("cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())
+
+        if v == "auto" or all(ok(d.strip()) for d in v.split(",")):
             return v
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {v!r}")
+        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or a comma list such as cuda:0,cuda:1, not {v!r}")
 
     @property
     def datasets_dir(self) -> Path:

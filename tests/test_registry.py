@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from scfm_bench.exceptions import DuplicateKeyError, UnknownKeyError
@@ -39,3 +40,51 @@ def test_every_module_registers_something(registry):
     for mod in pkgutil.iter_modules(pkg.__path__):
         if not mod.name.startswith("_"):
             assert f"{registry._package}.{mod.name}" in origins, f"{mod.name} registers no {registry.kind}"
+
+
+PLUGIN = '''
+import numpy as np
+from scfm_bench.adapters import Adapter
+from scfm_bench.registry import ADAPTERS
+
+@ADAPTERS.register("my_model")
+class MyModel(Adapter):
+    key = "my_model"
+    display_name = "My model"
+    version = "1"
+    def embed_batch(self, adata) -> np.ndarray:
+        return np.asarray(adata.obsm["X_pca"][:, :10])
+'''
+
+
+def _install_plugin(root, name, source, entry):
+    (root / name).mkdir()
+    (root / name / "__init__.py").write_text(source)
+    info = root / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[scfm_bench.adapters]\n{entry} = {name}\n")
+
+
+def test_entry_point_plugin_from_the_readme_runs_end_to_end(tmp_path):
+    """The README's minimal plug-in, installed as a distribution with an entry point, is listed and scored;
+    a broken plug-in is reported and does not take the built-in models down."""
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    site.mkdir()
+    _install_plugin(site, "my_plugin", PLUGIN, "my_model")
+    _install_plugin(site, "broken_plugin", "raise ImportError('needs libfoo')", "broken")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "SCFM_BENCH_CACHE_DIR": str(tmp_path / "cache")}
+    listed = subprocess.run([sys.executable, "-m", "scfm_bench", "list", "models"], env=env, capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert "my_model" in listed.stdout and "hvg" in listed.stdout
+    assert "broken" in listed.stderr and "needs libfoo" in listed.stderr
+    out = tmp_path / "emb.npy"
+    emb = subprocess.run([sys.executable, "-m", "scfm_bench", "embed", "--model", "my_model", "--dataset", "synthetic",
+                          "--out", str(out), "--quiet"], env=env, capture_output=True, text=True)
+    assert emb.returncode == 0, emb.stderr[-2000:]
+    assert np.load(out).shape[1] == 10

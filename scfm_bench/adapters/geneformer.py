@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +35,22 @@ log = logging.getLogger(__name__)
 class GeneformerParams(ScfmParams):
     pool: Literal["auto", "mean", "cls"] = Field("auto", description="auto: mean for V1, cls for V2 (the authors' defaults).")
     layer: int = Field(-1, le=0, description="Hidden layer relative to the last: -1 = penultimate (authors' default), 0 = last.")
+
+
+@contextmanager
+def _quiet_transformers(transformers):
+    """Silence transformers' load report and weight-loading bar: we check the loading info ourselves
+    and report through our own logging."""
+    tlog = transformers.utils.logging
+    level, bars = tlog.get_verbosity(), tlog.is_progress_bar_enabled()
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(level)
+        if bars:
+            tlog.enable_progress_bar()
 
 
 def _find(folder: Path, stem: str) -> Path | None:
@@ -88,10 +105,14 @@ class Geneformer(ScfmAdapter):
             names = _find(folder, "gene_name_id_dict")
             self.ens_map = pickle.loads(mapping.read_bytes()) if mapping else None
             self.symbol_to_id = pickle.loads(names.read_bytes()) if names else None
-            model, info = transformers.BertModel.from_pretrained(folder, output_loading_info=True, add_pooling_layer=False,
-                                                                  attn_implementation="sdpa")
+            with _quiet_transformers(transformers):
+                model, info = transformers.BertModel.from_pretrained(folder, output_loading_info=True, add_pooling_layer=False,
+                                                                      attn_implementation="sdpa")
         except Exception as e:  # unreadable pickles or not a BERT folder: a wrong or damaged checkpoint
             raise CellFailed(f"model 'geneformer': cannot read the checkpoint in {folder}: {e}") from None
+        if info.get("unexpected_keys"):  # the masked-LM head (cls.*): not used for embeddings
+            log.info("model geneformer: ignoring %d checkpoint keys outside BertModel, e.g. %s", len(info["unexpected_keys"]),
+                     sorted(info["unexpected_keys"])[:2])
         missing = [k for k in info["missing_keys"] if not k.endswith("position_ids")]
         if missing or info.get("mismatched_keys"):
             raise CellFailed(f"model 'geneformer': checkpoint {folder} lacks or mis-shapes weights: "

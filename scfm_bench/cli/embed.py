@@ -29,7 +29,7 @@ def embed_cmd(
     counts_layer: Annotated[str | None, typer.Option(help="Layer with raw integer counts ('X' or a layers key).")] = None,
     round_counts: Annotated[bool, typer.Option("--round-counts", help="Round counts deposited as non-integers.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for the model's random choices.")] = 0,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (env SCFM_BENCH_DEVICE).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto (every visible GPU, else CPU) | cpu | cuda | cuda:N | cuda:0,cuda:1 (data-parallel shards). Env SCFM_BENCH_DEVICE.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Cells per forward batch (env SCFM_BENCH_BATCH_SIZE).")] = None,
     suite_dir: SuiteDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,

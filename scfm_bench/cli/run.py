@@ -30,7 +30,7 @@ def run(
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where run records go.")] = Path("results"),
     resume: Annotated[bool, typer.Option(help="Skip cells whose records (all ok) and cached embeddings exist.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the dataset x model x task x seed matrix and exit.")] = False,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (env SCFM_BENCH_DEVICE).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto (every visible GPU, else CPU) | cpu | cuda | cuda:N | cuda:0,cuda:1 (data-parallel shards). Env SCFM_BENCH_DEVICE.")] = None,
     suite_dir: SuiteDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the final table.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,

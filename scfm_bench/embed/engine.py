@@ -92,11 +92,11 @@ def forward_context(device: str, precision: str = "auto"):
 
 
 def run_batches(adapter: Adapter, prep: Prepared, batch_size: int, *, min_batch_size: int = 1,
-                token_budget: int | None = None, bucketed: bool = True) -> np.ndarray:
+                token_budget: int | None = None, bucketed: bool = True, advance=None) -> np.ndarray:
     """Embed ``prep`` in batches (see plan_batches) and return the rows in input order.
 
     On an out-of-memory error the batch size and token budget halve and the remaining items are
-    re-planned from the failed batch on.
+    re-planned from the failed batch on. ``advance(n)`` reports progress (default: a bar of its own).
     """
     if prep.whole:
         return _to_numpy(adapter.embed_batch(prep.collate(list(prep.dataset))))
@@ -105,7 +105,7 @@ def run_batches(adapter: Adapter, prep: Prepared, batch_size: int, *, min_batch_
     batches = plan_batches(lengths, batch_size, token_budget, bucketed=bucketed and prep.lengths is not None)
     done_idx: list[np.ndarray] = []
     outputs: list[np.ndarray] = []
-    with progress_bar(f"embedding with {adapter.key}", n) as advance:
+    with progress_bar(f"embedding with {adapter.key}", n) if advance is None else nullcontext(advance) as advance:
         while batches:
             idx = batches[0]
             try:
@@ -133,6 +133,48 @@ def run_batches(adapter: Adapter, prep: Prepared, batch_size: int, *, min_batch_
     return restored
 
 
+def shard_items(lengths, n_shards: int) -> list[np.ndarray]:
+    """Split item indices into ``n_shards`` with near-equal token totals (longest first, each to the
+    lightest shard); every shard is in input order."""
+    loads = np.zeros(n_shards)
+    owner = np.empty(len(lengths), dtype=int)
+    for i in np.argsort(-np.asarray(lengths), kind="stable"):
+        owner[i] = s = int(np.argmin(loads))
+        loads[s] += max(int(lengths[i]), 1)
+    return [np.flatnonzero(owner == s) for s in range(n_shards)]
+
+
+def run_sharded(adapter: Adapter, prep: Prepared, devices: list[str], batch_size: int, *,
+                token_budget: int | None = None) -> np.ndarray:
+    """Data-parallel embedding: one replica of the loaded ``adapter`` per device (the first is
+    ``adapter`` itself), each embedding its shard in a thread (torch releases the GIL in kernels);
+    OOM back-off works per shard. Rows come back in input order."""
+    import copy
+    from concurrent.futures import ThreadPoolExecutor
+
+    lengths = prep.lengths if prep.lengths is not None else np.ones(prep.n_cells, dtype=int)
+    shards = [s for s in shard_items(lengths, len(devices)) if s.size]
+    replicas = [adapter]
+    for dev in devices[1 : len(shards)]:
+        replica = copy.copy(adapter)  # shares the tokenised state; load() rebinds the weights to ``dev``
+        replica.load(dev)
+        replicas.append(replica)
+
+    def work(replica: Adapter, idx: np.ndarray, advance) -> np.ndarray:
+        sub = Prepared(dataset=[prep.dataset[i] for i in idx], collate=prep.collate, n_cells=idx.size,
+                       lengths=None if prep.lengths is None else [prep.lengths[i] for i in idx])
+        with forward_context(replica.device):  # inference mode and autocast are per thread
+            return run_batches(replica, sub, batch_size, token_budget=token_budget, advance=advance)
+
+    with progress_bar(f"embedding with {adapter.key} on {len(shards)} devices", prep.n_cells) as advance, \
+            ThreadPoolExecutor(len(shards)) as pool:
+        parts = list(pool.map(work, replicas, shards, [advance] * len(shards)))
+    X = np.empty((prep.n_cells, parts[0].shape[1]), dtype=parts[0].dtype)
+    for idx, part in zip(shards, parts):
+        X[idx] = part
+    return X
+
+
 def adapter_cache_key(adapter: Adapter, dataset_sha256: str, adata) -> str:
     return cache_key(dataset_sha256=dataset_sha256, adapter=adapter.key, version=adapter.version,
                      weights_id=adapter.weights_id, params=adapter.record_params(), seed=adapter.seed,
@@ -157,18 +199,23 @@ def embed(
         return EmbeddingResult(validate_embedding(X, adata.n_obs, adapter.key), key, True, meta=meta)
 
     np.random.seed(adapter.seed)  # for libraries that still draw from the global generator
+    devices = device.split(",")
     with PeakMemory() as pm:
         t0 = time.perf_counter()
-        adapter.load(device)
+        adapter.load(devices[0])
         prep = adapter.prepare(adata)
         t1 = time.perf_counter()
-        with forward_context(device) if adapter.torch_forward else nullcontext("n/a") as precision:
-            X = run_batches(adapter, prep, batch_size, token_budget=adapter.token_budget)
+        sharded = len(devices) > 1 and adapter.torch_forward and not prep.whole
+        with forward_context(devices[0]) if adapter.torch_forward else nullcontext("n/a") as precision:
+            if sharded:
+                X = run_sharded(adapter, prep, devices, batch_size, token_budget=adapter.token_budget)
+            else:
+                X = run_batches(adapter, prep, batch_size, token_budget=adapter.token_budget)
         t2 = time.perf_counter()
     X = validate_embedding(X, adata.n_obs, adapter.key)
     meta = {
         "adapter": adapter.key, "version": adapter.version, "weights_id": adapter.weights_id, "params": params,
-        "seed": adapter.seed, "dataset_sha256": dataset_sha256, "device": device, "dim": int(X.shape[1]),
+        "seed": adapter.seed, "dataset_sha256": dataset_sha256, "device": device if sharded else devices[0], "dim": int(X.shape[1]),
         "prepare_s": t1 - t0, "embed_s": t2 - t1, "peak_ram_mb": pm.peak_ram_mb, "peak_gpu_mb": pm.peak_gpu_mb,
         "precision": precision, "run_info": adapter.run_info,
     }

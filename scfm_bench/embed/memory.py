@@ -39,7 +39,8 @@ class PeakMemory:
         self.peak_ram_mb = _rss_mb()
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
+            for i in range(torch.cuda.device_count()):
+                torch.cuda.reset_peak_memory_stats(i)
         self._thread.start()
         return self
 
@@ -48,5 +49,5 @@ class PeakMemory:
         self._thread.join()
         self.peak_ram_mb = max(self.peak_ram_mb, _rss_mb())
         torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
-            self.peak_gpu_mb = torch.cuda.max_memory_allocated() / 2**20
+        if torch is not None and torch.cuda.is_available():  # the busiest GPU's peak (data-parallel shards)
+            self.peak_gpu_mb = max(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count())) / 2**20

@@ -14,7 +14,7 @@ from typing import Any
 
 from scfm_bench import __version__
 from scfm_bench.adapters import Adapter
-from scfm_bench.embed import EmbeddingCache, adapter_cache_key, embed, resolve_device
+from scfm_bench.embed import EmbeddingCache, adapter_cache_key, embed, primary_device, resolve_device
 from scfm_bench.exceptions import CellError
 from scfm_bench.metrics import Outcome
 from scfm_bench.records import MetricResult, RunManifest, RunWriter, Timings, new_run_id, read_records
@@ -182,7 +182,7 @@ def _run_direct(plan: Plan, cells: list[Cell], ds, device, writer: RunWriter, su
         embedders = {}
         for emb in task.adapter_embeddings(models, plan.task_params[tname]):
             adapter = ADAPTERS.get(emb)(plan.model_params[tname].get(emb, {}), seed=seed)
-            adapter.load(device)
+            adapter.load(primary_device(device))
             embedders[emb] = adapter.gene_embeddings
         t0 = time.perf_counter()
         try:

@@ -77,3 +77,22 @@ def test_list_models_shows_found_checkpoint(toy):
     r = cli("list", "models", "-f", "json", env_extra={"SCFM_BENCH_MODEL_DIR": str(root / "models")})
     rows = {x["key"]: x for x in json.loads(r.stdout)}
     assert rows["scgpt"]["checkpoint"].startswith("found") and rows["geneformer"]["checkpoint"].startswith("missing")
+
+
+@pytest.mark.slow
+def test_run_scfoundation_scores_with_checkpoint_and_skips_without(toy, tmp_path):
+    from tiny_scfoundation import build_scfoundation
+
+    root, _ = toy
+    ckpt = build_scfoundation(tmp_path / "scf")
+    args = ("run", "-t", "zero_shot_clustering", "-m", "scfoundation", "-d", str(root / "toy.h5ad"), "--label-key", "cell_type",
+            "--batch-key", "batch", "-q")
+    r = cli(*args, "--checkpoint", f"scfoundation={ckpt}", "-o", str(tmp_path / "ok"))
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(line) for f in (tmp_path / "ok").rglob("*.jsonl") for line in f.read_text().splitlines()]
+    ok = [x for x in recs if x["status"] == "ok"]
+    assert ok and all(x["model"] == "scfoundation" for x in recs) and ok[0]["params"]["embedding_info"]["tgthighres"] == "t4"
+    r = cli(*args, "-o", str(tmp_path / "skip"))
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(line) for f in (tmp_path / "skip").rglob("*.jsonl") for line in f.read_text().splitlines()]
+    assert recs and all(x["status"] == "skipped" and "OS_scRNA_gene_index.19264.tsv" in x["reason"] for x in recs)

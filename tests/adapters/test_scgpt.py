@@ -136,3 +136,10 @@ def test_gene_embeddings(scgpt_dir):
     a = ScGPT({"checkpoint": str(scgpt_dir)})
     E = a.gene_embeddings(["GENE0", "NOPE"])
     assert E.shape == (2, 16) and np.isfinite(E[0]).all() and np.isnan(E[1]).all()
+
+
+def test_data_parallel_shards_equal_one_device(scgpt_dir, counts_adata):
+    p = {"checkpoint": str(scgpt_dir), "use_hvg": False}
+    one = embed(ScGPT(p, seed=1), counts_adata, dataset_sha256="t", cache=None, batch_size=4).X
+    two = embed(ScGPT(p, seed=1), counts_adata, dataset_sha256="t", cache=None, batch_size=4, device="cpu,cpu").X
+    np.testing.assert_allclose(one, two, atol=1e-5)

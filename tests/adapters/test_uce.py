@@ -173,6 +173,13 @@ def test_float_mask_reproduces_authors_batching(uce_dir, cells):
     np.testing.assert_allclose(Y[4:], X[4:], atol=1e-5)
 
 
+def test_float_mask_survives_data_parallel_shards(uce_dir, cells):
+    """Shards regroup cells, but each keeps the pads of its authors' batch (computed over the whole input)."""
+    single = _embed(_uce(uce_dir, mask_batch_size=4), cells)
+    sharded = embed(_uce(uce_dir, mask_batch_size=4), cells, dataset_sha256="t", cache=None, device="cpu,cpu", batch_size=3).X
+    np.testing.assert_allclose(sharded, single, atol=1e-5)
+
+
 def test_authors_pads():
     assert authors_pads(np.array([5, 7, 6, 3, 9]), 2).tolist() == [2, 0, 0, 3, 0]
 

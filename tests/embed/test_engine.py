@@ -114,3 +114,53 @@ def test_forward_context_is_fp32_inference_on_cpu():
     with forward_context("cpu") as precision:
         assert precision == "fp32" and torch.is_inference_mode_enabled()
         assert not torch.is_autocast_enabled("cuda")
+
+
+def test_shard_items_balance_tokens_and_cover_every_item():
+    from scfm_bench.embed.engine import shard_items
+
+    lengths = [50, 3, 7, 40, 1, 9, 30, 12]
+    shards = shard_items(lengths, 3)
+    assert sorted(np.concatenate(shards).tolist()) == list(range(len(lengths)))
+    assert all((np.diff(s) > 0).all() for s in shards)  # input order inside a shard
+    loads = [sum(lengths[i] for i in s) for s in shards]
+    assert max(loads) - min(loads) <= max(lengths)  # greedy longest-first bound
+
+
+def test_data_parallel_shards_equal_single_device(tmp_path):
+    """Two 'devices' (both CPU here; CUDA GPUs on a multi-GPU node): each replica embeds a shard in its
+    own thread, and the rows come back in input order, equal to a single-device run."""
+
+    class Torchy(PerCell):
+        torch_forward = True
+        loads: list[str] = []
+
+        def load(self, device):
+            super().load(device)
+            self.loads.append(device)
+
+        def embed_batch(self, batch):
+            self.seen.append((self.device, len(batch)))
+            return np.stack([batch.sum(1), (batch > 0).sum(1)], axis=1)
+
+    ad = toy_adata(n=53)
+    single = embed(Torchy(), ad, dataset_sha256="t", cache=None, device="cpu", batch_size=4)
+    model = Torchy()
+    Torchy.loads = []
+    sharded = embed(model, ad, dataset_sha256="t", cache=None, device="cpu,cpu", batch_size=4)
+    np.testing.assert_array_equal(single.X, sharded.X)
+    assert Torchy.loads == ["cpu", "cpu"]  # the primary plus one replica
+    assert sum(n for _, n in model.seen) == ad.n_obs and sharded.meta["device"] == "cpu,cpu"
+
+
+def test_device_lists_are_validated():
+    from scfm_bench.embed import primary_device, resolve_device
+    from scfm_bench.exceptions import ConfigError
+    from scfm_bench.settings import Settings
+
+    assert resolve_device("cpu, cpu") == "cpu,cpu" and primary_device("cuda:1,cuda:0") == "cuda:1"
+    with pytest.raises(ConfigError, match="auto"):
+        resolve_device("auto,cpu")
+    with pytest.raises(ValueError, match="comma list"):
+        Settings(device="gpu0")
+    assert Settings(device="cuda:0,cuda:1").device == "cuda:0,cuda:1"
