@@ -176,9 +176,12 @@ def match_genes(adata: "AnnData", counts: "sp.csr_matrix", vocab: Mapping[str, A
     return GeneMatch(sp.csr_matrix(counts @ M), cols, info)
 
 
-def strict_state_dict(model: str, module, state: Mapping[str, Any], *, ignore_prefixes: tuple[str, ...] = ()) -> None:
+def strict_state_dict(model: str, module, state: Mapping[str, Any], *, ignore_prefixes: tuple[str, ...] = (),
+                      assign: bool = False) -> None:
     """Load ``state`` into ``module``: every module key must be present with its shape (CellFailed naming
-    the first missing/mismatched keys); extra keys are allowed only under ``ignore_prefixes`` (training heads)."""
+    the first missing/mismatched keys); extra keys are allowed only under ``ignore_prefixes`` (training heads).
+    ``assign``: take the checkpoint's tensors as they are (a module built on the meta device, so a
+    multi-GB table is never allocated twice)."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
@@ -189,4 +192,4 @@ def strict_state_dict(model: str, module, state: Mapping[str, Any], *, ignore_pr
                          + ". Is this the right model's checkpoint?")
     if extra:
         log.warning("model %s: ignoring %d unexpected checkpoint keys, e.g. %s", model, len(extra), extra[:3])
-    module.load_state_dict({k: state[k] for k in own}, strict=True)
+    module.load_state_dict({k: state[k] for k in own}, strict=True, assign=assign)

@@ -17,13 +17,18 @@ def cli(*args, env_extra=None, cwd=None):
     return subprocess.run([sys.executable, "-m", "scfm_bench", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
+def write_toy(root):
+    """60 labelled cells in two batches as ROOT/toy.h5ad."""
     data = toy_counts(n_cells=60, seed=1)
     data.obs["cell_type"] = np.repeat(["a", "b", "c"], 20)
     data.obs["batch"] = np.tile(["b1", "b2"], 30)
     data.write_h5ad(root / "toy.h5ad")
+    return root
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = write_toy(tmp_path_factory.mktemp("cli"))
     return root, build_scgpt(root / "models" / "scgpt")
 
 
