@@ -176,6 +176,14 @@ def match_genes(adata: "AnnData", counts: "sp.csr_matrix", vocab: Mapping[str, A
     return GeneMatch(sp.csr_matrix(counts @ M), cols, info)
 
 
+def cell_entries(X: "sp.csr_matrix") -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per cell, the columns (ascending: var order) and values of its nonzero counts; explicit zeros dropped."""
+    X = X.copy()
+    X.eliminate_zeros()
+    X.sort_indices()
+    return [(X.indices[a:b], X.data[a:b]) for a, b in zip(X.indptr[:-1], X.indptr[1:])]
+
+
 def strict_state_dict(model: str, module, state: Mapping[str, Any], *, ignore_prefixes: tuple[str, ...] = (),
                       assign: bool = False) -> None:
     """Load ``state`` into ``module``: every module key must be present with its shape (CellFailed naming

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from scfm_bench.adapters._base import InputSpec, Prepared, require
-from scfm_bench.adapters._scfm import ScfmAdapter, ScfmParams, match_genes, raw_counts
+from scfm_bench.adapters._scfm import ScfmAdapter, ScfmParams, cell_entries, match_genes, raw_counts
 from scfm_bench.exceptions import CellFailed
 from scfm_bench.registry import ADAPTERS
 
@@ -151,21 +151,19 @@ class Geneformer(ScfmAdapter):
                               shape=(len(genes), len(targets)))
             m.info["genes_collapsed"] += len(genes) - len(targets)
             X, genes = sp.csr_matrix(X @ M), targets
-        X.sort_indices()
+        cells = cell_entries(X)
+        sizes = np.array([len(g) for g, _ in cells])
         ids = np.array([self.tokens[g] for g in genes], dtype=np.int64)
         med = np.array([self.medians[g] for g in genes], dtype=np.float64)
-        empty = np.flatnonzero(np.diff(X.indptr) == 0)
+        empty = np.flatnonzero(sizes == 0)
         if len(empty) and not self.v2 and self.pool == "mean":
             raise CellFailed(f"model 'geneformer': {len(empty)} cells (e.g. {list(adata.obs_names[empty[:3]])}) have no counts on "
                              f"model genes, so V1 mean pooling is undefined. Fix: filter those cells out of the dataset.")
-        items = []
-        for i in range(X.shape[0]):
-            sl = slice(X.indptr[i], X.indptr[i + 1])
-            items.append(rank_tokens(X.data[sl].astype(np.float64), ids[X.indices[sl]], max(n_counts[i], 1.0), med[X.indices[sl]],
-                                     input_size=self.input_size, cls_id=self.cls_id, eos_id=self.eos_id))
+        items = [rank_tokens(v.astype(np.float64), ids[g], max(n_counts[i], 1.0), med[g], input_size=self.input_size,
+                             cls_id=self.cls_id, eos_id=self.eos_id) for i, (g, v) in enumerate(cells)]
         limit = self.input_size - (2 if self.v2 else 0)
         self.run_info = {**m.info, "variant": "V2" if self.v2 else "V1", "pooling": f"{self.pool}, hidden layer {self.params.layer}",
-                         "cells_truncated": int((np.diff(X.indptr) > limit).sum()), "cells_without_genes": int(len(empty))}
+                         "cells_truncated": int((sizes > limit).sum()), "cells_without_genes": int(len(empty))}
         return Prepared(dataset=items, collate=self._collate, n_cells=len(items), lengths=[len(t) for t in items])
 
     def _collate(self, items):

@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from scfm_bench.adapters._base import InputSpec, Prepared
-from scfm_bench.adapters._scfm import ScfmAdapter, ScfmParams, match_genes, raw_counts, strict_state_dict
+from scfm_bench.adapters._scfm import ScfmAdapter, ScfmParams, cell_entries, match_genes, raw_counts, strict_state_dict
 from scfm_bench.exceptions import CellFailed
 from scfm_bench.registry import ADAPTERS
 
@@ -199,20 +199,17 @@ class ScFoundation(ScfmAdapter):
         m = match_genes(adata, raw_counts(adata, self.key), index, model=self.key, expected="HGNC gene symbols (scFoundation's list)",
                         max_unmatched=p.max_unmatched_fraction)
         X = m.counts
-        X.eliminate_zeros()
         pos = np.array([index[g] for g in m.model_genes], dtype=np.int64)
         totals = np.asarray(X.sum(axis=1)).ravel()
         if (empty := np.flatnonzero(totals == 0)).size:
             raise CellFailed(f"model 'scfoundation': {len(empty)} cells (e.g. {list(adata.obs_names[empty[:3]])}) have no counts on "
                              f"the model's genes, so their S token (log10 of the total count) is undefined. "
                              f"Fix: filter those cells out of the dataset.")
-        items = []
-        for i in range(X.shape[0]):
-            sl = slice(X.indptr[i], X.indptr[i + 1])
-            items.append(tokenize_cell(pos[X.indices[sl]], X.data[sl].astype(np.float64), n_genes=len(self.genes),
-                                       tgthighres=p.tgthighres, max_genes=p.max_genes))
+        cells = cell_entries(X)
+        items = [tokenize_cell(pos[g], v.astype(np.float64), n_genes=len(self.genes), tgthighres=p.tgthighres,
+                               max_genes=p.max_genes) for g, v in cells]
         self.run_info = {**m.info, "tgthighres": p.tgthighres, "pooling": p.pool,
-                         "cells_truncated": int((np.diff(X.indptr) > p.max_genes).sum()) if p.max_genes else 0}
+                         "cells_truncated": sum(len(g) > p.max_genes for g, _ in cells) if p.max_genes else 0}
         return Prepared(dataset=items, collate=self._collate, n_cells=len(items), lengths=[len(v) for v, _ in items])
 
     @staticmethod

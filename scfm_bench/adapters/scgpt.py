@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from scfm_bench.adapters._base import InputSpec, Prepared
-from scfm_bench.adapters._scfm import ScfmAdapter, ScfmParams, match_genes, raw_counts, strict_state_dict
+from scfm_bench.adapters._scfm import ScfmAdapter, ScfmParams, cell_entries, match_genes, raw_counts, strict_state_dict
 from scfm_bench.exceptions import CellFailed
 from scfm_bench.registry import ADAPTERS
 
@@ -159,16 +159,11 @@ class ScGPT(ScfmAdapter):
         m = match_genes(adata, raw_counts(adata, self.key), self.vocab, model=self.key, expected="HGNC gene symbols",
                         max_unmatched=p.max_unmatched_fraction)
         ids = np.array([self.vocab[g] for g in m.model_genes], dtype=np.int64)
-        X = m.counts
-        X.sort_indices()
-        items = []
-        for i in range(X.shape[0]):
-            sl = slice(X.indptr[i], X.indptr[i + 1])
-            keep = X.data[sl] > 0
-            items.append(tokenize_cell(ids[X.indices[sl][keep]], X.data[sl][keep], cls_id=self.cls_id, pad_value=self.pad_value,
-                                       n_bins=p.n_bins, max_length=p.max_length, rng=np.random.default_rng([self.seed, i])))
+        cells = cell_entries(m.counts)
+        items = [tokenize_cell(ids[g], v, cls_id=self.cls_id, pad_value=self.pad_value, n_bins=p.n_bins, max_length=p.max_length,
+                               rng=np.random.default_rng([self.seed, i])) for i, (g, v) in enumerate(cells)]
         lengths = [len(t) for t, _ in items]
-        self.run_info = {**m.info, "cells_truncated": int(sum(n > p.max_length - 1 for n in np.diff(X.indptr))),
+        self.run_info = {**m.info, "cells_truncated": int(sum(len(g) > p.max_length - 1 for g, _ in cells)),
                          "cells_without_genes": int(sum(n == 1 for n in lengths)), "pooling": "cls, L2-normalised"}
         return Prepared(dataset=items, collate=self._collate, n_cells=len(items), lengths=lengths)
 

@@ -40,7 +40,7 @@ import numpy as np
 from pydantic import Field
 
 from scfm_bench.adapters._base import InputSpec, Prepared
-from scfm_bench.adapters._scfm import ScfmAdapter, ScfmParams, match_genes, raw_counts, strict_state_dict
+from scfm_bench.adapters._scfm import ScfmAdapter, ScfmParams, cell_entries, match_genes, raw_counts, strict_state_dict
 from scfm_bench.exceptions import CellFailed
 from scfm_bench.registry import ADAPTERS
 
@@ -252,15 +252,8 @@ class UCE(ScfmAdapter):
                         expected="HGNC gene symbols with an ESM2 protein embedding and a row in species_chrom.csv",
                         max_unmatched=p.max_unmatched_fraction, symbol_to_model=_UpperCase({g: g for g in self.vocab}))
         rows, chroms, starts = np.array([self.vocab[g] for g in m.model_genes], dtype=np.int64).reshape(-1, 3).T
-        X = m.counts
-        X.sort_indices()
-        tokens = []
-        for i in range(X.shape[0]):
-            sl = slice(X.indptr[i], X.indptr[i + 1])
-            nz = X.data[sl] > 0
-            g = X.indices[sl][nz]
-            tokens.append(tokenize_cell(rows[g], chroms[g], starts[g], X.data[sl][nz], sample_size=p.sample_size,
-                                        chrom_offset=self.chrom_offset, rng=np.random.default_rng([self.seed, i])))
+        tokens = [tokenize_cell(rows[g], chroms[g], starts[g], v, sample_size=p.sample_size, chrom_offset=self.chrom_offset,
+                                rng=np.random.default_rng([self.seed, i])) for i, (g, v) in enumerate(cell_entries(m.counts))]
         lengths = np.array([len(t) for t in tokens])
         empty = int((lengths == 1).sum())
         truncated = int((lengths > p.pad_length).sum())
