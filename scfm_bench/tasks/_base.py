@@ -24,6 +24,7 @@ class TaskData:
     labels: np.ndarray | None
     batch: np.ndarray | None
     ontology_ids: np.ndarray | None = None  # Cell Ontology id per cell, when the dataset declares the column
+    continuous: dict[str, np.ndarray] | None = None  # the dataset's declared numeric properties (fields.continuous)
 
 
 class EmbeddingTaskParams(BaseModel):

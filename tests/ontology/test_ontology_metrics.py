@@ -14,7 +14,7 @@ from scfm_bench.metrics import MetricInputs, evaluate_suite
 from scfm_bench.metrics._celltypes import centroid_distances
 from scfm_bench.metrics.hierarchical_f1 import hierarchical_f1
 from scfm_bench.metrics.lcad import lcad
-from scfm_bench.metrics.rogi import rogi, rogi_from_distances, roughness_index, stratified_subsample
+from scfm_bench.metrics.rogi import rogi, rogi_continuous, rogi_from_distances, roughness_index, stratified_subsample
 from scfm_bench.metrics.scgraph import scgraph, scgraph_scores
 from scfm_bench.metrics.scgraph_ontorwr import scgraph_ontorwr
 from scfm_bench.ontology import CellOntology
@@ -52,6 +52,30 @@ def test_rogi_metric_stratified_subsample_is_recorded_and_seeded():
     out = rogi.fn(X, labels, max_cells=100)
     assert out.info["n_cells_used"] == 98 and out.info["max_cells"] == 100
     assert 0 <= out.values <= 1
+
+
+def test_rogi_continuous_one_value_per_property_equal_to_reference_package():
+    from rogi import RoughnessIndex
+
+    from scfm_bench.config.schemas import MetricEntry, MetricSuite
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(300, 4))
+    props = {"smooth": X[:, 0] + rng.normal(scale=.2, size=300), "rough": rng.normal(size=300)}
+    out = rogi_continuous.fn(X, props, max_cells=120, seed=1)
+    idx = stratified_subsample(np.zeros(300), 120, 1)
+    for name, y in props.items():
+        ref = RoughnessIndex(Y=y[idx], X=X[idx], metric="euclidean", verbose=False).compute_index(min_dt=0.01)
+        assert out.values[name] == pytest.approx(ref, abs=1e-12)
+    assert out.info["n_cells_used"] == 120
+    suite = MetricSuite(metrics=[MetricEntry(id="rogi_continuous", metric="rogi_continuous", family="ontology",
+                                             kwargs={"max_cells": 120, "seed": 1})])
+    got = {o.id: o.value for o in evaluate_suite(suite, MetricInputs(X=X, continuous=props))}
+    assert got == {"rogi_continuous:smooth": out.values["smooth"], "rogi_continuous:rough": out.values["rough"]}
+    skipped = evaluate_suite(suite, MetricInputs(X=X))  # no declared property: one skipped record, with the reason
+    assert [(o.id, o.status) for o in skipped] == [("rogi_continuous", "skipped")] and "continuous" in skipped[0].reason
+    with pytest.raises(ValueError, match="remove output"):
+        rogi_continuous.spec.check_entry(MetricEntry(id="x", metric="rogi_continuous", output="smooth", family="ontology"))
 
 
 def test_scgraph_core_oracle():
