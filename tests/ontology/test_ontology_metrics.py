@@ -93,10 +93,17 @@ def test_scgraph_core_oracle():
     assert out["corr_weighted"] == pytest.approx(0.848970, abs=1e-6)
 
 
-def test_scgraph_end_to_end_separates_signal_from_noise():
-    """O-SG2's recipe (scanpy-dependent, so a direction check rather than the indicative digits)."""
+def test_scgraph_end_to_end_separates_signal_from_noise(monkeypatch):
+    """O-SG2's recipe (scanpy-dependent, so a direction check rather than the indicative digits). The
+    expression reference is computed once for both embeddings, and equals a fresh computation."""
     import scanpy as sc
     from anndata import AnnData
+
+    from scfm_bench.metrics import scgraph as module
+
+    calls = []
+    compute = module.reference_distances
+    monkeypatch.setattr(module, "reference_distances", lambda *a, **k: calls.append(1) or compute(*a, **k))
 
     rng = np.random.default_rng(42)
     base = rng.gamma(2.0, 1.0, 200)
@@ -116,6 +123,8 @@ def test_scgraph_end_to_end_separates_signal_from_noise():
     labels, batch = np.array(labels), np.array(batch)
     g = scgraph.fn(good, labels, batch, ad.X).values
     r = scgraph.fn(noise, labels, batch, ad.X).values
+    assert len(calls) == 1
+    assert scgraph.fn(noise, labels, batch, ad.X.copy()).values == r and len(calls) == 2  # another matrix: recomputed
     assert g["rank"] == pytest.approx(1.0) and g["corr"] == pytest.approx(0.999983, abs=1e-3)
     assert g["corr_weighted"] == pytest.approx(0.999346, abs=1e-3)
     assert r["corr_weighted"] < 0.2 < g["corr_weighted"]

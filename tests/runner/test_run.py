@@ -136,3 +136,16 @@ def test_continuous_properties_get_one_rogi_each_and_a_bad_column_writes_nothing
     with pytest.raises(DataError, match="dataset 'props'.*obs\\['name'\\], which is not numeric"):
         run(root, tmp_path / "out2", datasets=["props"])
     assert not (tmp_path / "out2").exists()
+
+
+def test_scgraph_reference_is_computed_once_per_dataset(tmp_path, monkeypatch):
+    from scfm_bench.metrics import scgraph as module
+
+    calls = []
+    compute = module.reference_distances
+    monkeypatch.setattr(module, "reference_distances", lambda *a, **k: calls.append(1) or compute(*a, **k))
+    root = write_suite(tmp_path / "suite", models=("pca", "random"), tasks=("zero_shot_clustering", "batch_integration"))
+    s = run(root, tmp_path / "out")
+    scores = {(r.task, r.model): r.value for r in s.records if r.metric == "scgraph"}
+    assert len(scores) == 4 and all(v is not None for v in scores.values())
+    assert len(calls) == 1  # 2 models x 2 tasks, one reference
