@@ -50,15 +50,20 @@ class MetricSpec:
     # the function returns {name: value} with names that depend on the data (e.g. one per declared
     # property); each becomes an outcome "<suite id>:<name>"
     dynamic_outputs: bool = False
+    # suite-time check of option values (e.g. that a file an option names is usable), so bad input stops
+    # a run before anything is written; raises ScfmBenchError
+    check_options: Callable[[dict[str, Any]], None] | None = None
 
     def check_entry(self, entry) -> None:
-        """Validate a suite entry (metrics/*.yaml) against this spec; raises ValueError."""
+        """Validate a suite entry (metrics/*.yaml) against this spec; raises ValueError or ScfmBenchError."""
         if self.outputs is not None and entry.output not in self.outputs:
             raise ValueError(f"{self.key!r} returns {list(self.outputs)}: set output to one of them")
         if self.dynamic_outputs and entry.output is not None:
             raise ValueError(f"{self.key!r} returns one value per data-dependent name; remove output: {entry.output!r}")
         if self.outputs is None and entry.output is not None:
             raise ValueError(f"{self.key!r} returns one value; remove output: {entry.output!r}")
+        if self.check_options is not None:
+            self.check_options(entry.kwargs)
 
 
 @dataclass(frozen=True)
