@@ -104,7 +104,10 @@ def rogi(X, labels, *, max_cells: int = MAX_CELLS, seed: int = 0, metric: str = 
 def rogi_continuous(X, continuous, *, max_cells: int = MAX_CELLS, seed: int = 0, metric: str = "euclidean",
                     min_dt: float = 0.01) -> Scored:
     """ROGI of each numeric property the dataset declares (fields.continuous), one value per property
-    name, all on one seeded subsample (uniform: there are no strata) and one clustering."""
+    name, all on one seeded subsample (uniform: there are no strata) and one clustering. A dataset that
+    declares none gets no values (and no record), unlike one whose task cannot say (skipped)."""
+    if not continuous:
+        return Scored({})
     X = finite_embedding(X)
     names = list(continuous)
     idx = stratified_subsample(np.zeros(len(X)), max_cells, seed)

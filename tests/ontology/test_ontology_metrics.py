@@ -72,8 +72,9 @@ def test_rogi_continuous_one_value_per_property_equal_to_reference_package():
                                              kwargs={"max_cells": 120, "seed": 1})])
     got = {o.id: o.value for o in evaluate_suite(suite, MetricInputs(X=X, continuous=props))}
     assert got == {"rogi_continuous:smooth": out.values["smooth"], "rogi_continuous:rough": out.values["rough"]}
-    skipped = evaluate_suite(suite, MetricInputs(X=X))  # no declared property: one skipped record, with the reason
+    skipped = evaluate_suite(suite, MetricInputs(X=X))  # properties unknown (task without them): skipped, with the reason
     assert [(o.id, o.status) for o in skipped] == [("rogi_continuous", "skipped")] and "continuous" in skipped[0].reason
+    assert evaluate_suite(suite, MetricInputs(X=X, continuous={})) == []  # the dataset declares none: nothing to report
     with pytest.raises(ValueError, match="remove output"):
         rogi_continuous.spec.check_entry(MetricEntry(id="x", metric="rogi_continuous", output="smooth", family="ontology"))
 

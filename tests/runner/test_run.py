@@ -32,7 +32,12 @@ def run(root, out, **kw):
     return execute(plan, Settings(), output_dir=out)
 
 
-def test_run_writes_records_and_manifest(tmp_path):
+def test_run_writes_records_and_manifest(tmp_path, monkeypatch):
+    from scfm_bench.metrics import scgraph
+
+    calls = []  # scGraph's expression reference
+    compute = scgraph.reference_distances
+    monkeypatch.setattr(scgraph, "reference_distances", lambda *a, **k: calls.append(1) or compute(*a, **k))
     root = write_suite(tmp_path / "suite", tasks=("batch_integration", "zero_shot_clustering"))
     s = run(root, tmp_path / "out")
     assert s.exit_code == 0
@@ -44,6 +49,8 @@ def test_run_writes_records_and_manifest(tmp_path):
     assert (s.run_dir / "manifest.json").is_file()
     # the embedding is computed once and shared by both tasks
     assert {r.timings.embedding_cached for r in recs if r.model == "pca"} == {False}
+    # scGraph scored 2 models x 2 tasks on one expression reference
+    assert len([r for r in recs if r.metric == "scgraph"]) == 4 and len(calls) == 1
 
 
 def test_seeds_and_resume(tmp_path):
@@ -137,15 +144,3 @@ def test_continuous_properties_get_one_rogi_each_and_a_bad_column_writes_nothing
         run(root, tmp_path / "out2", datasets=["props"])
     assert not (tmp_path / "out2").exists()
 
-
-def test_scgraph_reference_is_computed_once_per_dataset(tmp_path, monkeypatch):
-    from scfm_bench.metrics import scgraph as module
-
-    calls = []
-    compute = module.reference_distances
-    monkeypatch.setattr(module, "reference_distances", lambda *a, **k: calls.append(1) or compute(*a, **k))
-    root = write_suite(tmp_path / "suite", models=("pca", "random"), tasks=("zero_shot_clustering", "batch_integration"))
-    s = run(root, tmp_path / "out")
-    scores = {(r.task, r.model): r.value for r in s.records if r.metric == "scgraph"}
-    assert len(scores) == 4 and all(v is not None for v in scores.values())
-    assert len(calls) == 1  # 2 models x 2 tasks, one reference
