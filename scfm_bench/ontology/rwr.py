@@ -226,7 +226,8 @@ def dca(walk: Walk, dim: int) -> np.ndarray:
     K[np.diag_indices_from(K)] += excess
     r = len(m)
     if dim < r:
-        w, y = scipy.linalg.eigh(K.T @ K, subset_by_index=[r - dim, r - 1], driver="evr")
+        w, y = scipy.linalg.eigh(K.T @ K, subset_by_index=[r - dim, r - 1], driver="evr", overwrite_a=True,
+                                 check_finite=False)
         if np.all(excess[m > 1] ** 2 < w[0]):
             S = np.sqrt(np.clip(w[::-1], 0.0, None))
             return y[walk.classes, ::-1] / sm[walk.classes, None] * np.sqrt(S)
