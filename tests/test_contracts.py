@@ -42,6 +42,11 @@ def _prediction_inputs(X, labels):
     return labels[idx]
 
 
+def _property(labels):
+    """A per-cell numeric property that follows the cell types (smooth over the perfect embedding)."""
+    return {"type_score": np.unique(labels, return_inverse=True)[1] + np.random.default_rng(6).normal(scale=0.1, size=len(labels))}
+
+
 def _expression(labels, seed):
     """Log-normalised counts whose cell-type geometry is the one the perfect embedding has."""
     rng = np.random.default_rng(seed)
@@ -81,7 +86,7 @@ def test_metric_contract(key, contract_data):
         for X in (perfect, bad):
             pred = _prediction_inputs(X, labels)
             inputs.append(MetricInputs(X=X, labels=labels, batch=batch, X_pre=X_pre, knn_method="exact",
-                                       expression=expression, ontology_ids=ontology_ids,
+                                       expression=expression, ontology_ids=ontology_ids, continuous=_property(labels),
                                        predictions=np.array([CL_IDS[t] for t in pred])
                                        if "ontology_ids" in m.spec.inputs else pred))
     for inp in inputs:
@@ -126,7 +131,7 @@ def test_task_contract(key, contract_data):
     suite = load_suite(packaged_suite_dir()).metric_suites[task_cls.default_suite]
     ad = AnnData(_expression(labels, 3))
     ad.obsm["X_pca"] = X_pre
-    data = TaskData(ad, labels, batch, np.array([CL_IDS[t] for t in labels]))
+    data = TaskData(ad, labels, batch, np.array([CL_IDS[t] for t in labels]), continuous=_property(labels))
     params = task_cls.Params(knn_method="exact")
     primary = {}
     for name, X in (("perfect", perfect), ("random", random)):

@@ -17,6 +17,8 @@ class FieldMap(_Strict):
     label: str | None = Field(None, description="obs column with cell-type labels")
     batch: str | None = Field(None, description="obs column with batch ids")
     ontology_id: str | None = Field(None, description="obs column with Cell Ontology ids (CL:nnnnnnn)")
+    continuous: list[str] = Field(default_factory=list, description="numeric obs columns (per-cell properties such as "
+                                  "a score or pseudotime); ROGI reports one value per column")
     gene_ids: str = Field("var_names", description="'var_names' or a var column holding gene ids")
     gene_id_namespace: Literal["symbol", "ensembl"] = "symbol"
     counts_layer: str = Field("X", description="'X', 'raw.X', or the layers key holding raw integer counts")

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from scfm_bench.config.schemas import Catalogue, MetricSuite, TaskConfig
-from scfm_bench.exceptions import ConfigError
+from scfm_bench.exceptions import ConfigError, ScfmBenchError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -155,7 +155,7 @@ def cross_check(suite: Suite) -> list[str]:
             spec = METRICS.get(m.metric).spec
             try:
                 spec.check_entry(m)
-            except ValueError as e:
+            except (ValueError, ScfmBenchError) as e:
                 problems.append(f"metrics/{name}.yaml: metric {m.id!r}: {e}")
     for name, tc in suite.tasks.items():
         where = f"tasks/{name}.yaml"

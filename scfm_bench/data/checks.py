@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 24  # values per scan step: bounds the temporaries on matrices with 10^9 stored values
 _CL_PATTERN = r"CL:\d{7}"
-_FIELD_FLAGS = {"label": "--label-key", "batch": "--batch-key", "ontology_id": "--ontology-key"}
+_FIELD_FLAGS = {"label": "--label-key", "batch": "--batch-key", "ontology_id": "--ontology-key",
+                "continuous": "a datasets.yaml entry"}
 
 
 def check_counts(adata: AnnData, *, name: str, counts_layer: str, non_integer: str = "refuse") -> None:
@@ -93,11 +94,29 @@ def set_gene_ids(adata: AnnData, *, name: str, fields: FieldMap) -> None:
 
 
 def check_obs_columns(adata: AnnData, *, name: str, fields: FieldMap) -> None:
-    """Every obs column the field map names must exist; duplicated cell names are made unique."""
+    """Every obs column the field map names must exist (continuous ones numeric and finite); duplicated
+    cell names are made unique."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
     for key in ("label", "batch", "ontology_id"):
         col = getattr(fields, key)
         if col is not None and col not in adata.obs:
             raise DataError(_missing_column(name, key, col, adata.obs))
+    for col in fields.continuous:
+        if col not in adata.obs:
+            raise DataError(_missing_column(name, "continuous", col, adata.obs))
+        values = adata.obs[col]
+        if not is_numeric_dtype(values) or is_bool_dtype(values):
+            raise DataError(
+                f"dataset {name!r}: fields.continuous names obs[{col!r}], which is not numeric (dtype {values.dtype}, "
+                f"e.g. {values.iloc[0]!r}). Fix: store the property as numbers, or remove {col!r} from fields.continuous."
+            )
+        n_bad = int((~np.isfinite(values.to_numpy(dtype=float))).sum())
+        if n_bad:
+            raise DataError(
+                f"dataset {name!r}: obs[{col!r}] (fields.continuous) has {n_bad} missing or infinite values. "
+                f"Fix: fill them in or drop those cells, or remove {col!r} from fields.continuous."
+            )
     if not adata.obs_names.is_unique:
         logger.warning("dataset %r: cell names are not unique; appending suffixes to make them so", name)
         adata.obs_names_make_unique()

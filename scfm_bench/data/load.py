@@ -68,7 +68,8 @@ def load_dataset(name: str, entry: DatasetEntry, settings: Settings, *, suite_ro
     check_obs_columns(adata, name=name, fields=fields)
     if sha256 is None:
         pkey = entry.perturbation.key if entry.perturbation else None
-        sha256 = content_sha256(adata, [c for c in (fields.label, fields.batch, fields.ontology_id, pkey) if c])
+        sha256 = content_sha256(adata, [c for c in (fields.label, fields.batch, fields.ontology_id, pkey,
+                                                    *fields.continuous) if c])
     logger.info("dataset %r: %d cells x %d genes, sha256 %s", name, adata.n_obs, adata.n_vars, sha256)
     return LoadedDataset(name=name, adata=adata, sha256=sha256, entry=entry)
 

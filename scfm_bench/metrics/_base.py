@@ -13,9 +13,10 @@ import numpy as np
 from scfm_bench.registry import METRICS
 
 Input = Literal["X", "labels", "batch", "X_pre", "knn15", "knn50", "knn90", "ontology_ids", "expression", "predictions",
-                "folds", "perturbation"]
+                "folds", "perturbation", "continuous"]
 # inputs a task may not provide: a metric needing a missing one is skipped with the reason
-OPTIONAL_INPUTS = ("labels", "batch", "X_pre", "ontology_ids", "expression", "predictions", "folds", "perturbation")
+OPTIONAL_INPUTS = ("labels", "batch", "X_pre", "ontology_ids", "expression", "predictions", "folds", "perturbation",
+                   "continuous")
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,23 @@ class MetricSpec:
     min_batches: int = 1
     min_cells_per_label: int = 1
     optional: tuple[Input, ...] = ()  # inputs the function accepts as None
-
+    # the function returns {name: value} with names that depend on the data (e.g. one per declared
+    # property); each becomes an outcome "<suite id>:<name>"
+    dynamic_outputs: bool = False
+    # suite-time check of option values (e.g. that a file an option names is usable), so bad input stops
+    # a run before anything is written; raises ScfmBenchError
+    check_options: Callable[[dict[str, Any]], None] | None = None
 
     def check_entry(self, entry) -> None:
-        """Validate a suite entry (metrics/*.yaml) against this spec; raises ValueError."""
+        """Validate a suite entry (metrics/*.yaml) against this spec; raises ValueError or ScfmBenchError."""
         if self.outputs is not None and entry.output not in self.outputs:
             raise ValueError(f"{self.key!r} returns {list(self.outputs)}: set output to one of them")
+        if self.dynamic_outputs and entry.output is not None:
+            raise ValueError(f"{self.key!r} returns one value per data-dependent name; remove output: {entry.output!r}")
         if self.outputs is None and entry.output is not None:
             raise ValueError(f"{self.key!r} returns one value; remove output: {entry.output!r}")
+        if self.check_options is not None:
+            self.check_options(entry.kwargs)
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,7 @@ class MetricInputs:
     expression: Any = None  # log-normalised expression, cells x genes (dense or sparse)
     predictions: np.ndarray | None = None  # predicted labels (same vocabulary as labels / ontology_ids)
     folds: np.ndarray | None = None  # evaluation fold per cell; metrics on predictions average over folds
+    continuous: dict[str, np.ndarray] | None = None  # per-cell numeric properties the dataset declares, by name
     knn_method: str = "auto"
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 

@@ -87,13 +87,17 @@ def evaluate_suite(suite: MetricSuite, inputs: MetricInputs) -> list[Outcome]:
             params = {**params, **result.info}
             result = result.values
         for e in entries:
-            value = result[e.output] if e.output is not None else result
-            if value is None or not math.isfinite(value):
-                outcomes.append(Outcome(e.id, e.family, m.spec.higher_is_better, status="failed",
-                                        reason=f"{e.id}: metric returned {value}", metric_s=elapsed, params=params))
+            if m.spec.dynamic_outputs:
+                values = {f"{e.id}:{name}": v for name, v in result.items()}
             else:
-                outcomes.append(Outcome(e.id, e.family, m.spec.higher_is_better, float(value), metric_s=elapsed,
-                                        params=params))
+                values = {e.id: result[e.output] if e.output is not None else result}
+            for oid, value in values.items():
+                if value is None or not math.isfinite(value):
+                    outcomes.append(Outcome(oid, e.family, m.spec.higher_is_better, status="failed",
+                                            reason=f"{oid}: metric returned {value}", metric_s=elapsed, params=params))
+                else:
+                    outcomes.append(Outcome(oid, e.family, m.spec.higher_is_better, float(value), metric_s=elapsed,
+                                            params=params))
     return outcomes
 
 

@@ -12,6 +12,12 @@ from scfm_bench.ontology import CellOntology, Mapping, load_ontology, map_to_ont
 CL_CITATION = "Cell Ontology (Diehl et al. 2016, J Biomed Semantics 7:44), as shipped by cellxgene-ontology-guide"
 
 
+def check_ontology_option(options: dict[str, Any]) -> None:
+    """Suite-time check: a user ontology file (option ``ontology``) must load; raises DataError naming it."""
+    if options.get("ontology") is not None:
+        load_ontology(options["ontology"])
+
+
 def mapped_ids(ontology_ids, ontology: str | CellOntology | None, *, max_unmapped: float) -> tuple[CellOntology, Mapping, dict[str, Any]]:
     """Map every cell's value onto the graph; fail when more than ``max_unmapped`` of the cells stay unmapped."""
     onto = ontology if isinstance(ontology, CellOntology) else load_ontology(ontology)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from scfm_bench.metrics._base import MetricSpec, Scored, metric
-from scfm_bench.metrics._ontology import CL_CITATION, mapped_ids, per_fold
+from scfm_bench.metrics._ontology import CL_CITATION, check_ontology_option, mapped_ids, per_fold
 
 
 @metric(MetricSpec("hierarchical_f1", "Hierarchical precision/recall/F1", "ontology", True, (0.0, 1.0),
                    ("ontology_ids", "predictions", "folds"), f"Kiritchenko et al. 2005; {CL_CITATION}",
-                   outputs=("precision", "recall", "f1"), optional=("folds",)))
+                   outputs=("precision", "recall", "f1"), optional=("folds",),
+                   check_options=check_ontology_option))
 def hierarchical_f1(ontology_ids, predictions, folds, *, ontology=None, max_unmapped: float = 0.5) -> Scored:
     onto, truth, info = mapped_ids(ontology_ids, ontology, max_unmapped=max_unmapped)
     pred = mapped_ids(predictions, onto, max_unmapped=1.0)[1]

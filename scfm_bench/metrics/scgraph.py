@@ -10,11 +10,17 @@ the paper reports as scGraph), the self entry included; the score is the mean ov
 defined value. Works for any embedding dimension (scgraph-eval's class silently skips non-2-D
 embeddings by default; not reproduced). Types with < 10 cells are excluded everywhere. Without a
 batch key the whole dataset is one batch.
+
+The reference depends on the expression, not on the embedding, so it is computed once per expression
+matrix (the runner passes one per preprocessed dataset), labels, batches and options, and reused for
+every embedding scored on them (held while that matrix is alive).
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
+import weakref
 
 import numpy as np
 
@@ -62,6 +68,30 @@ def reference_distances(expression, labels, batch, types: list[str], *, trim: fl
     return ref, used
 
 
+_references: dict[tuple, tuple[weakref.ref, tuple[np.ndarray, list[str]]]] = {}
+
+
+def cached_reference(expression, labels, batch, types: list[str], **options) -> tuple[np.ndarray, list[str]]:
+    """``reference_distances``, computed once per (expression object, labels, batches, types, options)."""
+    digest = hashlib.sha256()
+    for part in (labels, batch):
+        payload = "\0".join(np.asarray(part).astype(str)).encode() if part is not None else b"-"
+        digest.update(f"{len(payload)}:".encode() + payload)
+    key = (id(expression), digest.hexdigest(), tuple(types), tuple(sorted(options.items())))
+    for k in [k for k, (ref, _) in _references.items() if ref() is None]:  # matrices that are gone
+        del _references[k]
+    hit = _references.get(key)
+    if hit is not None and hit[0]() is expression:
+        return hit[1][0], list(hit[1][1])
+    ref, used = reference_distances(expression, labels, batch, types, **options)
+    ref.setflags(write=False)
+    try:
+        _references[key] = (weakref.ref(expression), (ref, used))
+    except TypeError:  # an object without weak references: cannot tell when it is gone, so not cached
+        pass
+    return ref, list(used)
+
+
 def scgraph_scores(D_emb: np.ndarray, D_ref: np.ndarray) -> dict[str, float]:
     per = column_correlations(D_emb, D_ref)
     return {k: nanmean_or_fail(v, f"scGraph {k}") for k, v in per.items()}
@@ -76,8 +106,8 @@ def scgraph(X, labels, batch, expression, *, trim: float = 0.05, min_batch_cells
     types, small = kept_types(labels, min_cells)
     if len(types) < 3:
         raise CellSkipped(f"needs at least 3 cell types with >= {min_cells} cells; found {len(types)}.")
-    ref, batches = reference_distances(expression, labels, batch, types, trim=trim, min_batch_cells=min_batch_cells,
-                                       n_top_genes=n_top_genes, n_comps=n_comps)
+    ref, batches = cached_reference(expression, labels, batch, types, trim=trim, min_batch_cells=min_batch_cells,
+                                    n_top_genes=n_top_genes, n_comps=n_comps)
     D = centroid_distances(X, labels, types, trim)
     info = {"trim": trim, "types_excluded_small": small, "n_types_used": len(types), "reference_batches": batches}
     return Scored(scgraph_scores(D, ref), info)

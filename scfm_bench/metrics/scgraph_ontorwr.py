@@ -19,12 +19,13 @@ from scfm_bench.exceptions import CellSkipped
 from scfm_bench.metrics._base import MetricSpec, Scored, metric
 from scfm_bench.metrics._celltypes import (centroid_distances, column_correlations, finite_embedding, kept_types,
                                            nanmean_or_fail)
-from scfm_bench.metrics._ontology import mapped_ids
+from scfm_bench.metrics._ontology import check_ontology_option, mapped_ids
 from scfm_bench.ontology import node_vectors
 
 
 @metric(MetricSpec("scgraph_ontorwr", "scGraph-OntoRWR", "ontology", True, (-1.0, 1.0), ("X", "ontology_ids"),
-                   "Wu et al. 2025, Genome Biol 26:334 (scFM-Bench)", outputs=("pearson", "pearson_self_excluded")))
+                   "Wu et al. 2025, Genome Biol 26:334 (scFM-Bench)", outputs=("pearson", "pearson_self_excluded"),
+                   check_options=check_ontology_option))
 def scgraph_ontorwr(X, ontology_ids, *, trim: float = 0.2, min_cells: int = 10, weights: str = "uniform",
                     term_vectors: str | None = None, dim: int = 256, ontology=None,
                     max_unmapped: float = 0.5) -> Scored:

@@ -120,6 +120,7 @@ def execute(plan: Plan, settings: Settings, *, output_dir: Path, resume: bool = 
             labels=adata.obs[fields.label].astype(str).to_numpy() if fields.label else None,
             batch=adata.obs[fields.batch].astype(str).to_numpy() if fields.batch else None,
             ontology_ids=adata.obs[fields.ontology_id].astype(str).to_numpy() if fields.ontology_id else None,
+            continuous={c: adata.obs[c].to_numpy(dtype=float) for c in fields.continuous},
         )
         # one adapter per (model, seed, parameter set): tasks sharing it share the embedding
         groups: dict[tuple, list[Cell]] = {}

@@ -24,6 +24,8 @@ class TaskData:
     labels: np.ndarray | None
     batch: np.ndarray | None
     ontology_ids: np.ndarray | None = None  # Cell Ontology id per cell, when the dataset declares the column
+    # the dataset's declared numeric properties (fields.continuous; {} when it declares none, None when unknown)
+    continuous: dict[str, np.ndarray] | None = None
 
 
 class EmbeddingTaskParams(BaseModel):

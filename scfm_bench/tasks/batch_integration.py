@@ -28,5 +28,6 @@ class BatchIntegration(Task):
             raise CellSkipped(f"batch integration needs at least 2 batches; the dataset has {n_batches}.")
         inputs = MetricInputs(X=embedding, labels=data.labels, batch=data.batch,
                               X_pre=np.asarray(data.adata.obsm["X_pca"]), knn_method=params.knn_method,
-                              ontology_ids=data.ontology_ids, expression=data.adata.X)
+                              ontology_ids=data.ontology_ids, expression=data.adata.X,
+                              continuous=data.continuous)
         return self.score(suite, inputs)

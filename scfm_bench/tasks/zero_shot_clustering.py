@@ -21,5 +21,6 @@ class ZeroShotClustering(Task):
 
     def run(self, data, embedding, *, params, seed, suite):
         inputs = MetricInputs(X=embedding, labels=data.labels, batch=data.batch, knn_method=params.knn_method,
-                              ontology_ids=data.ontology_ids, expression=data.adata.X)
+                              ontology_ids=data.ontology_ids, expression=data.adata.X,
+                              continuous=data.continuous)
         return self.score(suite, inputs)

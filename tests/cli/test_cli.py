@@ -70,3 +70,32 @@ def test_report_on_corrupt_results_exit_2(tmp_path):
 def test_info_json():
     r = cli("info", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["device_resolved"] == "cpu"
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("[Term\nid: CL:1\nis_a: {{{ garbage\n", "not a readable OBO file"),
+    ("format-version: 1.2\n\n[Term]\nid: GO:0000001\nname: x\n", "no CL: terms"),
+])
+def test_bad_user_ontology_file_exit_2_and_nothing_written(content, message, tmp_path):
+    """A metric option naming a bad ontology file stops `run` (and `validate`) before any record exists."""
+    import yaml
+
+    onto = tmp_path / "my_cl.obo"
+    if content is not None:
+        onto.write_text(content)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "metrics" / "zero_shot.yaml").write_text(yaml.safe_dump({"metrics": [
+        {"id": "rwr", "metric": "scgraph_ontorwr", "output": "pearson", "family": "ontology",
+         "kwargs": {"ontology": str(onto)}}]}))
+    (tmp_path / "tasks" / "zs.yaml").write_text(yaml.safe_dump(
+        {"task": "zero_shot_clustering", "datasets": ["tiny"], "models": ["pca"]}))
+    (tmp_path / "datasets.yaml").write_text(yaml.safe_dump({"version": 1, "datasets": {"tiny": {
+        "source": "builtin", "builder": "synthetic", "params": {"n_cells": 100, "n_genes": 50},
+        "fields": {"label": "cell_type", "ontology_id": "cell_type_ontology_term_id"}}}}))
+    r = cli("run", "-o", str(tmp_path / "out"), cwd=tmp_path, env_extra={"COLUMNS": "1000"})  # no wrapped lines
+    assert r.returncode == 2, r.stderr
+    assert str(onto) in r.stderr and message in r.stderr and "Fix:" in r.stderr
+    assert not (tmp_path / "out").exists()
+    assert cli("validate", cwd=tmp_path).returncode == 2

@@ -204,3 +204,24 @@ def test_entry_from_h5ad(tiny_adata, tmp_path):
     assert name == "ensembl_keyed" and entry.fields.gene_id_namespace == "ensembl"
     with pytest.raises(DataError, match="does not exist"):
         entry_from_h5ad(tmp_path / "absent.h5ad")
+
+
+@pytest.mark.parametrize("change, message", [
+    (None, "fields.continuous is 'score', but the data has no such obs column"),
+    ("text", "obs['score'], which is not numeric"),
+    ("nan", "obs['score'] (fields.continuous) has 1 missing or infinite values"),
+])
+def test_continuous_columns_must_exist_be_numeric_and_finite(change, message, tiny_adata, settings, tmp_path):
+    adata = tiny_adata()
+    if change == "text":
+        adata.obs["score"] = "high"
+    elif change == "nan":
+        adata.obs["score"] = np.r_[np.nan, np.arange(adata.n_obs - 1.0)]
+    path = tmp_path / "mine.h5ad"
+    adata.write_h5ad(path)
+    with pytest.raises(DataError, match="dataset 'mine'") as err:
+        load(path, settings, continuous=["score"])
+    assert message in str(err.value) and "Fix:" in str(err.value)
+    adata.obs["score"] = np.arange(adata.n_obs, dtype=float)
+    adata.write_h5ad(path)
+    assert load(path, settings, continuous=["score"]).adata.obs["score"].dtype == float

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy.spatial.distance import pdist
 from ontology_toy import DAG_GADGET, TOY_EDGES, TEXT_VECTORS
 
 from scfm_bench.exceptions import DataError
@@ -64,26 +65,40 @@ def test_lcad_pairs_oracle():
     assert CellOntology.from_edges([("a", "r1"), ("b", "r2")]).lcad("a", "b") is None  # no common ancestor
 
 
-def test_rwr_sparse_equals_reference_iteration_on_toy():
+def test_rwr_equals_reference_iteration_on_toy():
     onto = CellOntology.from_edges(TOY_EDGES)
     for vectors in (None, {k: np.array(v, float) for k, v in TEXT_VECTORS.items()}):
         nodes, W = adjacency(onto, vectors)
-        np.testing.assert_allclose(rwr(W), rwr_dense(W), rtol=0, atol=1e-9)
-    Q = rwr(W)
-    assert Q[nodes.index("CL:5")].round(6).tolist() == [0.001908, 0.02358, 0.000184, 0.226268, 0.002531, 0.722763,
-                                                        0.022466, 0.000067, 0.000233]  # O-RWR spec §3.5
-    from scipy.spatial.distance import pdist
+        np.testing.assert_allclose(rwr(W).profiles(), rwr_dense(W), rtol=0, atol=1e-9)
+        for dim in (3, 4):
+            np.testing.assert_allclose(pdist(dca(rwr(W), dim)), pdist(dca_svds(rwr_dense(W), dim)), atol=1e-9)
+    assert rwr(W).profiles()[nodes.index("CL:5")].round(6).tolist() == [
+        0.001908, 0.02358, 0.000184, 0.226268, 0.002531, 0.722763, 0.022466, 0.000067, 0.000233]  # O-RWR spec §3.5
 
-    np.testing.assert_allclose(pdist(dca(Q, 4)), pdist(dca_svds(Q, 4)), atol=1e-9)
+
+def test_twins_are_lumped_and_unlumped_when_their_own_eigenvalue_is_kept():
+    """Uniform toy: CL:5/CL:6 (children of CL:3 only) and CL:2/CL:8 (neighbours CL:0, CL:7) are twins.
+    With 3 dims the top eigenvectors are twin-symmetric (identical vectors); the 4th eigenvalue belongs
+    to a vector that tells CL:5 from CL:6, so dim 4 runs unlumped and still equals ARPACK (test above)."""
+    nodes, W = adjacency(CellOntology.from_edges(TOY_EDGES))
+    walk = rwr(W)
+    assert len(set(walk.classes)) == 7
+    assert walk.classes[nodes.index("CL:5")] == walk.classes[nodes.index("CL:6")]
+    i5, i6 = nodes.index("CL:5"), nodes.index("CL:6")
+    V3, V4 = dca(walk, 3), dca(walk, 4)
+    assert np.array_equal(V3[i5], V3[i6]) and np.linalg.norm(V4[i5] - V4[i6]) > 0.1
 
 
 def test_zero_weight_column_becomes_a_self_loop():
-    W = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]], float)
-    np.testing.assert_allclose(rwr(W), rwr_dense(W), atol=1e-12)
-    assert rwr(W)[2, 2] == pytest.approx(1.0)
+    W = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], float)  # 2 and 3 are isolated, not twins
+    np.testing.assert_allclose(rwr(W).profiles(), rwr_dense(W), atol=1e-12)
+    assert rwr(W).profiles()[2, 2] == pytest.approx(1.0)
 
 
 @pytest.mark.slow
-def test_rwr_sparse_equals_reference_iteration_on_full_cl(cl):
+def test_rwr_and_dca_equal_the_reference_on_full_cl(cl):
     _, W = adjacency(cl)
-    np.testing.assert_allclose(rwr(W), rwr_dense(W), rtol=0, atol=1e-6)
+    walk, Q = rwr(W), rwr_dense(W)
+    np.testing.assert_allclose(walk.profiles(), Q, rtol=0, atol=1e-12)  # a different stopping step would differ ~1e-5
+    sample = np.random.default_rng(0).choice(len(Q), 500, replace=False)
+    np.testing.assert_allclose(pdist(dca(walk, 256)[sample]), pdist(dca_svds(Q, 256)[sample]), rtol=0, atol=1e-6)

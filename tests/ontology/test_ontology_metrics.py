@@ -14,7 +14,7 @@ from scfm_bench.metrics import MetricInputs, evaluate_suite
 from scfm_bench.metrics._celltypes import centroid_distances
 from scfm_bench.metrics.hierarchical_f1 import hierarchical_f1
 from scfm_bench.metrics.lcad import lcad
-from scfm_bench.metrics.rogi import rogi, rogi_from_distances, roughness_index, stratified_subsample
+from scfm_bench.metrics.rogi import rogi, rogi_continuous, rogi_from_distances, roughness_index, stratified_subsample
 from scfm_bench.metrics.scgraph import scgraph, scgraph_scores
 from scfm_bench.metrics.scgraph_ontorwr import scgraph_ontorwr
 from scfm_bench.ontology import CellOntology
@@ -54,6 +54,31 @@ def test_rogi_metric_stratified_subsample_is_recorded_and_seeded():
     assert 0 <= out.values <= 1
 
 
+def test_rogi_continuous_one_value_per_property_equal_to_reference_package():
+    from rogi import RoughnessIndex
+
+    from scfm_bench.config.schemas import MetricEntry, MetricSuite
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(300, 4))
+    props = {"smooth": X[:, 0] + rng.normal(scale=.2, size=300), "rough": rng.normal(size=300)}
+    out = rogi_continuous.fn(X, props, max_cells=120, seed=1)
+    idx = stratified_subsample(np.zeros(300), 120, 1)
+    for name, y in props.items():
+        ref = RoughnessIndex(Y=y[idx], X=X[idx], metric="euclidean", verbose=False).compute_index(min_dt=0.01)
+        assert out.values[name] == pytest.approx(ref, abs=1e-12)
+    assert out.info["n_cells_used"] == 120
+    suite = MetricSuite(metrics=[MetricEntry(id="rogi_continuous", metric="rogi_continuous", family="ontology",
+                                             kwargs={"max_cells": 120, "seed": 1})])
+    got = {o.id: o.value for o in evaluate_suite(suite, MetricInputs(X=X, continuous=props))}
+    assert got == {"rogi_continuous:smooth": out.values["smooth"], "rogi_continuous:rough": out.values["rough"]}
+    skipped = evaluate_suite(suite, MetricInputs(X=X))  # properties unknown (task without them): skipped, with the reason
+    assert [(o.id, o.status) for o in skipped] == [("rogi_continuous", "skipped")] and "continuous" in skipped[0].reason
+    assert evaluate_suite(suite, MetricInputs(X=X, continuous={})) == []  # the dataset declares none: nothing to report
+    with pytest.raises(ValueError, match="remove output"):
+        rogi_continuous.spec.check_entry(MetricEntry(id="x", metric="rogi_continuous", output="smooth", family="ontology"))
+
+
 def test_scgraph_core_oracle():
     """O-SG1: Rank / Corr / Corr-Weighted from the embedding centroids and a given reference."""
     offsets = np.array([(0, 0), (0.1, 0), (-0.1, 0), (0, 0.1), (0, -0.1)])
@@ -69,10 +94,17 @@ def test_scgraph_core_oracle():
     assert out["corr_weighted"] == pytest.approx(0.848970, abs=1e-6)
 
 
-def test_scgraph_end_to_end_separates_signal_from_noise():
-    """O-SG2's recipe (scanpy-dependent, so a direction check rather than the indicative digits)."""
+def test_scgraph_end_to_end_separates_signal_from_noise(monkeypatch):
+    """O-SG2's recipe (scanpy-dependent, so a direction check rather than the indicative digits). The
+    expression reference is computed once for both embeddings, and equals a fresh computation."""
     import scanpy as sc
     from anndata import AnnData
+
+    from scfm_bench.metrics import scgraph as module
+
+    calls = []
+    compute = module.reference_distances
+    monkeypatch.setattr(module, "reference_distances", lambda *a, **k: calls.append(1) or compute(*a, **k))
 
     rng = np.random.default_rng(42)
     base = rng.gamma(2.0, 1.0, 200)
@@ -92,6 +124,8 @@ def test_scgraph_end_to_end_separates_signal_from_noise():
     labels, batch = np.array(labels), np.array(batch)
     g = scgraph.fn(good, labels, batch, ad.X).values
     r = scgraph.fn(noise, labels, batch, ad.X).values
+    assert len(calls) == 1
+    assert scgraph.fn(noise, labels, batch, ad.X.copy()).values == r and len(calls) == 2  # another matrix: recomputed
     assert g["rank"] == pytest.approx(1.0) and g["corr"] == pytest.approx(0.999983, abs=1e-3)
     assert g["corr_weighted"] == pytest.approx(0.999346, abs=1e-3)
     assert r["corr_weighted"] < 0.2 < g["corr_weighted"]

@@ -32,7 +32,12 @@ def run(root, out, **kw):
     return execute(plan, Settings(), output_dir=out)
 
 
-def test_run_writes_records_and_manifest(tmp_path):
+def test_run_writes_records_and_manifest(tmp_path, monkeypatch):
+    from scfm_bench.metrics import scgraph
+
+    calls = []  # scGraph's expression reference
+    compute = scgraph.reference_distances
+    monkeypatch.setattr(scgraph, "reference_distances", lambda *a, **k: calls.append(1) or compute(*a, **k))
     root = write_suite(tmp_path / "suite", tasks=("batch_integration", "zero_shot_clustering"))
     s = run(root, tmp_path / "out")
     assert s.exit_code == 0
@@ -44,6 +49,8 @@ def test_run_writes_records_and_manifest(tmp_path):
     assert (s.run_dir / "manifest.json").is_file()
     # the embedding is computed once and shared by both tasks
     assert {r.timings.embedding_cached for r in recs if r.model == "pca"} == {False}
+    # scGraph scored 2 models x 2 tasks on one expression reference
+    assert len([r for r in recs if r.metric == "scgraph"]) == 4 and len(calls) == 1
 
 
 def test_seeds_and_resume(tmp_path):
@@ -108,3 +115,32 @@ def test_bring_your_own_h5ad_and_obsm(tmp_path):
     s = run(root, tmp_path / "out", datasets=[str(path)], models=["precomputed"], label_key="cell_type",
             batch_key="batch", model_params=["precomputed.obsm_key=X_mine"])
     assert s.exit_code == 0 and {r.dataset for r in s.records} == {"my_data"}
+
+
+def test_continuous_properties_get_one_rogi_each_and_a_bad_column_writes_nothing(tmp_path):
+    from scfm_bench.data import BUILDERS
+
+    ad = BUILDERS["synthetic"](n_cells=200, n_genes=150, n_batches=2, n_cell_types=3, seed=3)
+    rng = np.random.default_rng(0)
+    ad.obs["type_score"] = ad.obs["cell_type"].cat.codes.to_numpy() + rng.normal(scale=0.1, size=ad.n_obs)
+    ad.obs["shuffled"] = rng.permutation(ad.obs["type_score"].to_numpy())  # same values, no structure
+    ad.obs["name"] = "x"
+    ad.write_h5ad(tmp_path / "props.h5ad")
+    root = write_suite(tmp_path / "suite", models=("pca",), tasks=("zero_shot_clustering",))
+    catalogue = yaml.safe_load((root / "datasets.yaml").read_text())
+    catalogue["datasets"]["props"] = {"source": "file", "path": str(tmp_path / "props.h5ad"), "fields": {
+        "label": "cell_type", "batch": "batch", "continuous": ["type_score", "shuffled"]}}
+    (root / "datasets.yaml").write_text(yaml.safe_dump(catalogue))
+    s = run(root, tmp_path / "out", datasets=["props"])
+    rogi = {r.metric: r for r in s.records if r.metric.startswith("rogi_continuous")}
+    assert set(rogi) == {"rogi_continuous:type_score", "rogi_continuous:shuffled"}
+    assert all(r.status == "ok" for r in rogi.values())
+    assert rogi["rogi_continuous:type_score"].value < rogi["rogi_continuous:shuffled"].value  # smooth vs rough
+    assert rogi["rogi_continuous:shuffled"].params["n_cells_used"] == 200
+
+    catalogue["datasets"]["props"]["fields"]["continuous"] = ["type_score", "name"]
+    (root / "datasets.yaml").write_text(yaml.safe_dump(catalogue))
+    with pytest.raises(DataError, match="dataset 'props'.*obs\\['name'\\], which is not numeric"):
+        run(root, tmp_path / "out2", datasets=["props"])
+    assert not (tmp_path / "out2").exists()
+
