@@ -103,6 +103,26 @@ def test_bad_labels(labels, fields, message):
         load_perturbation(ad.AnnData(X, obs=obs), name="t", fields=PerturbationFields(**fields))
 
 
+def test_small_conditions_dropped_and_unmeasured_targets_counted(caplog):
+    """Conditions under min_cells are dropped and counted; targets absent from var are listed."""
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from scfm_bench.data.perturbation import load_perturbation
+
+    labels = np.repeat(["control", "G0", "G1", "G2", "NOTMEASURED"], [60, 30, 30, 5, 30])
+    obs = pd.DataFrame({"perturbation": labels}, index=[f"c{i}" for i in range(len(labels))])
+    X = sp.csr_matrix(np.random.default_rng(0).poisson(3, (len(obs), 20)).astype(np.float32))
+    screen_ = ad.AnnData(X, obs=obs)
+    screen_.var_names = [f"G{i}" for i in range(20)]
+    data = load_perturbation(screen_, name="t", fields=PerturbationFields(control_labels=["control"]))
+    info = data.summary()
+    assert info["dropped_conditions"] == {"G2": 5} and "G2" not in data.perturbations
+    assert info["unmeasured_targets"] == ["NOTMEASURED"] and data.X.shape[0] == 150
+    assert "fewer than 20 cells" in caplog.text and "not measured" in caplog.text
+
+
 def test_ctrl_combo_syntax_is_normalised():
     from scfm_bench.data.perturbation import normalise_labels
 
