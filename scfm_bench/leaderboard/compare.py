@@ -77,7 +77,7 @@ def _provenance(base: list[MetricResult], new: list[MetricResult], bm: list[RunM
                 for d in sorted({r.dataset for r in records})}
 
     out = []
-    for what, attr in (("dataset sha256", lambda r: r.dataset_sha256), ("CL version", lambda r: r.params.get("cl_version"))):
+    for what, attr in (("dataset sha256", lambda r: r.dataset_sha256), ("CL version", lambda r: r.params.get("ontology_version"))):
         b, n = per(base, attr), per(new, attr)
         out += [f"{d}: {what} {b[d]} -> {n[d]}" for d in sorted(set(b) & set(n)) if b[d] != n[d]]
 

@@ -179,7 +179,7 @@ def _provenance(records: list[MetricResult], manifests: list[RunManifest], versi
         git_commits=uniq(m.git_commit for m in manifests),
         run_ids=uniq([r.run_id for r in records] + [m.run_id for m in manifests]),
         suites=dict(sorted(versions.items())),
-        cl_versions=uniq(r.params.get("cl_version") for r in records),
+        cl_versions=uniq(r.params.get("ontology_version") for r in records),
         manifests=len(manifests),
     )
 

@@ -42,7 +42,7 @@ def test_failed_now_is_a_regression_and_identical_passes(rec):
 
 def test_provenance_changes_are_listed(rec):
     b = [rec("a", "ari", 0.5).model_copy(update={"dataset_sha256": "1" * 64})]
-    n = [rec("a", "ari", 0.5, params={"cl_version": "v2"}).model_copy(update={"dataset_sha256": "2" * 64})]
+    n = [rec("a", "ari", 0.5, params={"ontology_version": "v2"}).model_copy(update={"dataset_sha256": "2" * 64})]
     mb = RunManifest(run_id="b", package_version="0.1.0", packages={"numpy": "2.0"})
     mn = RunManifest(run_id="n", package_version="0.2.0", packages={"numpy": "2.1"})
     r = compare_records(b, n, base_manifests=[mb], new_manifests=[mn])

@@ -78,7 +78,7 @@ def test_leakage_hash_mix_and_provenance(rec):
         "name": "scib_classic", "version": 3, "min_max_scale": False,
         "aggregates": [{"id": "bio", "family": "bio"}, {"id": "total", "weights": {"bio": 0.6, "batch": 0.4}}]}}}
     m = RunManifest(run_id="r1", package_version="0.1.0", git_commit="abcdef1234567890", suite=suite)
-    records = [rec("scgpt", "ari", 0.5, params={"cl_version": "2024-01-01"}),
+    records = [rec("scgpt", "ari", 0.5, params={"ontology_version": "2024-01-01"}),
                rec("pca", "ari", 0.4).model_copy(update={"dataset_sha256": "a" * 64}),
                rec("scgpt", "nmi", 0.4).model_copy(update={"dataset_sha256": "b" * 64})]
     report = build_report(records, [m], kinds=KINDS)

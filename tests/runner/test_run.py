@@ -51,6 +51,11 @@ def test_run_writes_records_and_manifest(tmp_path, monkeypatch):
     assert {r.timings.embedding_cached for r in recs if r.model == "pca"} == {False}
     # scGraph scored 2 models x 2 tasks on one expression reference
     assert len([r for r in recs if r.metric == "scgraph"]) == 4 and len(calls) == 1
+    # the report's provenance footer names the Cell Ontology version the ontology metrics recorded
+    from scfm_bench.leaderboard.report import build_report
+
+    cl = {r.params["ontology_version"] for r in recs if r.metric == "scgraph_ontorwr"}
+    assert len(cl) == 1 and build_report(recs).provenance.cl_versions == tuple(cl)
 
 
 def test_seeds_and_resume(tmp_path):
