@@ -2,8 +2,12 @@
 peak RAM, with length-bucketed (token budget) vs plain padded batching in the same run.
 
 Models: scGPT 12x512 (vocab 60,697), Geneformer V1 6x256 (vocab 25,426, 2,048 positions),
-Geneformer V2 12x768 (vocab 20,275, 4,096 positions) and scFoundation 01B 12x768 (19,264-gene list, 100 bins). Checkpoints are written to a temp folder in each
-model's on-disk format, so loading goes through the adapters exactly as for real weights.
+Geneformer V2 12x768 (vocab 20,275, 4,096 positions), scFoundation 01B 12x768 (19,264-gene list,
+100 bins) and UCE 4x1,280 (token dim 5,120, FFN 5,120, decoder 1,024 -> 1,280, 1,536 positions; the
+authors' float mask, or ``uce_bool``). UCE's token table holds only the dataset's genes, the 4 special
+and 1,895 chromosome rows (the released 145,469 x 5,120 table is only read by lookup: memory, not
+speed). Checkpoints are written to a temp folder in each model's on-disk format, so loading goes
+through the adapters exactly as for real weights.
 
 Data: ``--data default`` is a seeded subsample of the default dataset (765 genes, so lengths barely
 vary); ``--data skewed`` is a seeded count matrix over 6,000 genes whose genes-per-cell follow a
@@ -11,7 +15,7 @@ log-normal like 10x PBMCs (median ~700, 5th-95th percentile ~250-2,000), where p
 cell in input order wastes most of the compute.
 
 Run: .venv/bin/python benchmarks/bench_scfm.py [--data skewed] [--cells 96] [--repeats 3] [--batch-size 32]
-     [--models scgpt,geneformer_v1,geneformer_v2,scfoundation]
+     [--models scgpt,geneformer_v1,geneformer_v2,scfoundation,uce,uce_bool]
 """
 
 from __future__ import annotations
@@ -73,11 +77,30 @@ def write_scfoundation(folder: Path, genes: list[str]) -> None:
     (folder / GENE_LIST).write_text("gene_name\tindex\n" + "".join(f"{g}\t{i}\n" for i, g in enumerate(names)))
 
 
-MODELS = {  # name: (adapter key, writer, architecture)
-    "scgpt": ("scgpt", write_scgpt, "12x512"),
-    "geneformer_v1": ("geneformer", lambda f, g: write_geneformer(f, g, v2=False), "V1 6x256"),
-    "geneformer_v2": ("geneformer", lambda f, g: write_geneformer(f, g, v2=True), "V2 12x768 (FFN 3,072 assumed)"),
-    "scfoundation": ("scfoundation", write_scfoundation, "01B 12x768"),
+def write_uce(folder: Path, genes: list[str], *, layers: int = 4) -> None:
+    import pandas as pd
+    import torch
+
+    from scfm_bench.adapters.uce import PROTEIN_EMBEDDINGS, WEIGHTS, build_module
+
+    (folder / "protein_embeddings").mkdir(parents=True)
+    shapes = {"n_tokens": 4 + len(genes) + 1895, "token_dim": 5120, "d_model": 1280, "d_hid": 5120, "n_layers": layers,
+              "max_len": 1536, "decoder_hidden": 1024, "output_dim": 1280}
+    torch.save(build_module(shapes, 20).state_dict(), folder / WEIGHTS[layers])
+    torch.save({g.upper(): torch.zeros(1) for g in genes}, folder / PROTEIN_EMBEDDINGS)  # only the key order is read
+    chroms = [str(c) for c in range(1, 23)] + ["X", "Y"]
+    pd.DataFrame({"species": "human", "chromosome": [chroms[i % 24] for i in range(len(genes))],
+                  "gene_symbol": [g.upper() for g in genes], "start": range(len(genes))}).to_csv(folder / "species_chrom.csv", index=False)
+    (folder / "species_offsets.pkl").write_bytes(pickle.dumps({"human": 4}))
+
+
+MODELS = {  # name: (adapter key, writer, architecture, adapter params beyond the checkpoint)
+    "scgpt": ("scgpt", write_scgpt, "12x512", {"use_hvg": False}),
+    "geneformer_v1": ("geneformer", lambda f, g: write_geneformer(f, g, v2=False), "V1 6x256", {}),
+    "geneformer_v2": ("geneformer", lambda f, g: write_geneformer(f, g, v2=True), "V2 12x768 (FFN 3,072 assumed)", {}),
+    "scfoundation": ("scfoundation", write_scfoundation, "01B 12x768", {}),
+    "uce": ("uce", write_uce, "4x1280 float mask", {"mask": "float"}),
+    "uce_bool": ("uce", write_uce, "4x1280 bool mask", {"mask": "bool"}),
 }
 
 
@@ -103,7 +126,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--data", choices=["default", "skewed"], default="default")
-    ap.add_argument("--models", default="scgpt,geneformer_v1,geneformer_v2,scfoundation")
+    ap.add_argument("--models", default="scgpt,geneformer_v1,geneformer_v2,scfoundation,uce")
     a = ap.parse_args()
 
     import numpy as np
@@ -130,23 +153,23 @@ def main() -> None:
           file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models.split(","):
-            key, writer, dims = MODELS[name]
+            key, writer, dims, params = MODELS[name]
             folder = Path(tmp) / name
             writer(folder, genes)
-            params = {"checkpoint": str(folder)} | ({"use_hvg": False} if key == "scgpt" else {})
-            model = ADAPTERS.get(key)(params, seed=0)
+            model = ADAPTERS.get(key)({"checkpoint": str(folder), **params}, seed=0)
             model.load("cpu")
             t0 = time.perf_counter()
             prep = model.prepare(adata)
             prep_s = time.perf_counter() - t0
             lengths = np.asarray(prep.lengths)
             times: dict[str, list[float]] = {"bucketed": [], "plain": []}
-            peak = {}
+            peak, outputs = {}, {}
             for _ in range(a.repeats):
                 for mode in times:
                     with PeakMemory() as pm, forward_context("cpu"):
                         t0 = time.perf_counter()
-                        run_batches(model, prep, a.batch_size, token_budget=model.token_budget, bucketed=mode == "bucketed")
+                        outputs[mode] = run_batches(model, prep, a.batch_size, token_budget=model.token_budget,
+                                                    bucketed=mode == "bucketed")
                         times[mode].append(time.perf_counter() - t0)
                     peak[mode] = max(peak.get(mode, 0.0), pm.peak_ram_mb)
             med = {m: statistics.median(t) for m, t in times.items()}
@@ -156,7 +179,9 @@ def main() -> None:
                     "cells_per_s": round(len(lengths) / med[mode], 2), "tokens_per_s": round(int(lengths.sum()) / med[mode], 1),
                     "peak_ram_mb": round(peak[mode], 1), "prepare_s": round(prep_s, 3),
                     "tokens_per_cell": {"min": int(lengths.min()), "median": int(np.median(lengths)), "max": int(lengths.max())},
-                    **({"speedup_vs_plain": round(med["plain"] / med["bucketed"], 2)} if mode == "bucketed" else {}),
+                    **({"speedup_vs_plain": round(med["plain"] / med["bucketed"], 2),
+                        "max_abs_diff_vs_plain": float(np.abs(outputs["bucketed"] - outputs["plain"]).max())}
+                       if mode == "bucketed" else {}),
                 }), flush=True)
             del model
 
