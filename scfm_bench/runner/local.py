@@ -145,9 +145,7 @@ def _run_group(plan, adapter, cells, data, sha, cache, device, settings, writer,
         emb = embed(adapter, data.adata, dataset_sha256=sha, cache=cache, device=device, batch_size=settings.batch_size)
     except CellError as exc:
         log.warning("%s on %s: %s", adapter.key, cells[0].dataset, exc)
-        recs = [MetricResult(task=c.task, metric="*", status=exc.status, reason=str(exc), **stamp) for c in cells]
-        writer.append(recs)
-        summary.records += recs
+        _emit(writer, summary, [_cell_error(exc, task=c.task, **stamp) for c in cells])
         return
     timings = dict(prepare_s=emb.prepare_s, embed_s=emb.embed_s, peak_ram_mb=emb.peak_ram_mb,
                    peak_gpu_mb=emb.peak_gpu_mb, embedding_cached=emb.cached)
@@ -164,8 +162,7 @@ def _run_group(plan, adapter, cells, data, sha, cache, device, settings, writer,
         except CellError as exc:
             outcomes = [Outcome("*", "", True, status=exc.status, reason=str(exc))]
         recs = [_record(o, c, suite_name, base_params, timings, stamp) for o in outcomes]
-        writer.append(recs)
-        summary.records += recs
+        _emit(writer, summary, recs)
         log.info("%s · %s · %s · seed %d: %d metrics", c.task, c.dataset, c.model, c.seed, len(recs))
 
 
@@ -190,9 +187,7 @@ def _run_direct(plan: Plan, cells: list[Cell], ds, prepared: dict, device, setti
                 adapter.load(primary_device(device))
             except CellError as exc:
                 lost = [m for m in models if m.split("_", 1)[-1] == emb]
-                recs = [MetricResult(task=tname, model=m, metric="*", status=exc.status, reason=str(exc), **stamp) for m in lost]
-                writer.append(recs)
-                summary.records += recs
+                _emit(writer, summary, [_cell_error(exc, task=tname, model=m, **stamp) for m in lost])
                 models = [m for m in models if m not in lost]
                 continue
             embedders[emb] = adapter.gene_embeddings
@@ -202,9 +197,7 @@ def _run_direct(plan: Plan, cells: list[Cell], ds, prepared: dict, device, setti
             res = task.run_direct(ds.adata, name=ds.name, entry=ds.entry, models=models, params=plan.task_params[tname],
                                   seed=seed, suite=suite, embedders=embedders, prepared=prepared.get((tname, ds.name)))
         except CellError as exc:
-            recs = [MetricResult(task=tname, model=m, metric="*", status=exc.status, reason=str(exc), **stamp) for m in models]
-            writer.append(recs)
-            summary.records += recs
+            _emit(writer, summary, [_cell_error(exc, task=tname, model=m, **stamp) for m in models])
             continue
         table = Path("tables") / f"{tname}__{ds.name}__seed{seed}.csv"
         (writer.dir / "tables").mkdir(parents=True, exist_ok=True)
@@ -215,9 +208,18 @@ def _run_direct(plan: Plan, cells: list[Cell], ds, prepared: dict, device, setti
                              params={"primary": suite.primary, "per_perturbation_table": str(table), **o.params},
                              timings=timings, **stamp)
                 for m in models for o in res.outcomes[m]]
-        writer.append(recs)
-        summary.records += recs
+        _emit(writer, summary, recs)
         log.info("%s · %s · seed %d: %d predictors, %d records", tname, ds.name, seed, len(models), len(recs))
+
+
+def _emit(writer: RunWriter, summary: RunSummary, recs: list[MetricResult]) -> None:
+    writer.append(recs)
+    summary.records += recs
+
+
+def _cell_error(exc: CellError, **stamp) -> MetricResult:
+    """The one record of a cell that failed or was skipped as a whole."""
+    return MetricResult(metric="*", status=exc.status, reason=str(exc), **stamp)
 
 
 def _record(o: Outcome, c: Cell, suite_name: str, base_params: dict, timings: dict, stamp: dict) -> MetricResult:
