@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from anndata import AnnData
-from tiny_ckpt import build_scgpt, toy_counts
+from tiny_ckpt import build_scgpt, one_by_one, toy_counts
 from tiny_scfoundation import DIM, GENES, build_scfoundation
 
 from scfm_bench.adapters.scfoundation import ScFoundation, ScFoundationParams, tokenize_cell
@@ -98,9 +98,9 @@ def test_padded_buckets_equal_one_cell_at_a_time(scf_dir, counts_adata):
         bucketed = run_batches(m, prep, 6, token_budget=120)
         plain = run_batches(m, prep, 8, bucketed=False)
     # reference: unpadded single cells through the plain (autograd) path
-    one_by_one = np.concatenate([m.embed_batch(prep.collate([prep.dataset[i]])).detach().numpy() for i in range(prep.n_cells)])
-    np.testing.assert_allclose(bucketed, one_by_one, atol=1e-5)
-    np.testing.assert_allclose(plain, one_by_one, atol=1e-5)
+    one = one_by_one(m, prep)
+    np.testing.assert_allclose(bucketed, one, atol=1e-5)
+    np.testing.assert_allclose(plain, one, atol=1e-5)
 
 
 def test_truncation_path(scf_dir, counts_adata):

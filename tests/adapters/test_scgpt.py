@@ -7,7 +7,7 @@ from scfm_bench.embed import embed
 from scfm_bench.embed.engine import run_batches
 from scfm_bench.exceptions import CellFailed, CellSkipped
 
-from tiny_ckpt import build_scgpt, toy_counts
+from tiny_ckpt import build_scgpt, one_by_one, toy_counts
 
 
 def _embed(adapter, ad, batch_size=64):
@@ -56,8 +56,8 @@ def test_output_order_is_input_order(scgpt_dir, counts_adata):
     a.load("cpu")
     prep = a.prepare(counts_adata)
     bucketed = run_batches(a, prep, 4, token_budget=40)
-    one_by_one = np.concatenate([a.embed_batch(prep.collate([prep.dataset[i]])).detach().numpy() for i in range(prep.n_cells)])
-    np.testing.assert_allclose(bucketed, one_by_one, atol=1e-5)
+    one = one_by_one(a, prep)
+    np.testing.assert_allclose(bucketed, one, atol=1e-5)
 
 
 def test_truncation_path(scgpt_dir, counts_adata):

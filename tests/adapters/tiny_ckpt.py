@@ -83,3 +83,8 @@ def build_geneformer(folder, *, v2=True, max_pos=64, bin_format=False, drop=None
     else:
         model.save_pretrained(folder)
     return folder
+
+
+def one_by_one(adapter, prep) -> np.ndarray:
+    """Each cell embedded alone, in input order: what any batching must reproduce."""
+    return np.concatenate([adapter.embed_batch(prep.collate([item])).detach().numpy() for item in prep.dataset])
