@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from scfm_bench import __version__
 from scfm_bench.adapters import Adapter
 from scfm_bench.embed import EmbeddingCache, adapter_cache_key, embed, primary_device, resolve_device
@@ -20,7 +19,7 @@ from scfm_bench.metrics import Outcome
 from scfm_bench.records import MetricResult, RunManifest, RunWriter, Timings, new_run_id, read_records
 from scfm_bench.registry import ADAPTERS, TASKS
 from scfm_bench.runner.plan import Cell, Plan
-from scfm_bench.runner.provenance import machine_info, package_versions, git_commit
+from scfm_bench.runner.provenance import git_commit, machine_info, package_versions
 from scfm_bench.settings import Settings
 from scfm_bench.tasks import TaskData
 

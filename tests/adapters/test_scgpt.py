@@ -1,13 +1,12 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from tiny_ckpt import build_scgpt, one_by_one, toy_counts
 
 from scfm_bench.adapters.scgpt import ScGPT, bin_values, tokenize_cell
 from scfm_bench.embed import embed
 from scfm_bench.embed.engine import run_batches
 from scfm_bench.exceptions import CellFailed, CellSkipped
-
-from tiny_ckpt import build_scgpt, one_by_one, toy_counts
 
 
 def _embed(adapter, ad, batch_size=64):
