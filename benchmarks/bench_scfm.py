@@ -14,8 +14,13 @@ vary); ``--data skewed`` is a seeded count matrix over 6,000 genes whose genes-p
 log-normal like 10x PBMCs (median ~700, 5th-95th percentile ~250-2,000), where padding to the longest
 cell in input order wastes most of the compute.
 
+On a GPU (``--device cuda``) every mode runs twice, fp32 and bf16 autocast (the engine's default there),
+reporting the bf16 speed-up and its largest deviation from fp32 (max |diff| and min cosine per cell);
+``--oom-check`` then caps the process's GPU memory so that one batch of ``--oom-batch`` cells cannot fit
+and checks that the engine's back-off (halve the batch, re-plan) finishes with the same rows.
+
 Run: .venv/bin/python benchmarks/bench_scfm.py [--data skewed] [--cells 96] [--repeats 3] [--batch-size 32]
-     [--models scgpt,geneformer_v1,geneformer_v2,scfoundation,uce,uce_bool]
+     [--models scgpt,geneformer_v1,geneformer_v2,scfoundation,uce,uce_bool] [--device cuda] [--oom-check]
 """
 
 from __future__ import annotations
@@ -127,6 +132,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--data", choices=["default", "skewed"], default="default")
     ap.add_argument("--models", default="scgpt,geneformer_v1,geneformer_v2,scfoundation,uce")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--oom-check", action="store_true", help="GPU only: force an OOM and check the back-off")
+    ap.add_argument("--oom-batch", type=int, default=1024)
     a = ap.parse_args()
 
     import numpy as np
@@ -151,40 +159,89 @@ def main() -> None:
     genes = list(adata.var_names)
     print(f"# {adata.n_obs} cells x {adata.n_vars} genes, torch {torch.__version__}, {torch.get_num_threads()} threads",
           file=sys.stderr)
+    precisions = ["fp32", "auto"] if a.device.startswith("cuda") else ["fp32"]
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models.split(","):
             key, writer, dims, params = MODELS[name]
             folder = Path(tmp) / name
             writer(folder, genes)
             model = ADAPTERS.get(key)({"checkpoint": str(folder), **params}, seed=0)
-            model.load("cpu")
+            model.load(a.device)
             t0 = time.perf_counter()
             prep = model.prepare(adata)
             prep_s = time.perf_counter() - t0
             lengths = np.asarray(prep.lengths)
-            times: dict[str, list[float]] = {"bucketed": [], "plain": []}
-            peak, outputs = {}, {}
+            runs = [(mode, prec) for prec in precisions for mode in ("bucketed", "plain")]
+            times: dict[tuple, list[float]] = {r: [] for r in runs}
+            peak, outputs, used = {}, {}, {}
             for _ in range(a.repeats):
-                for mode in times:
-                    with PeakMemory() as pm, forward_context("cpu"):
+                for mode, prec in runs:
+                    with PeakMemory() as pm, forward_context(a.device, prec) as used[prec]:
                         t0 = time.perf_counter()
-                        outputs[mode] = run_batches(model, prep, a.batch_size, token_budget=model.token_budget,
-                                                    bucketed=mode == "bucketed")
-                        times[mode].append(time.perf_counter() - t0)
-                    peak[mode] = max(peak.get(mode, 0.0), pm.peak_ram_mb)
-            med = {m: statistics.median(t) for m, t in times.items()}
-            for mode in times:
-                print(json.dumps({
-                    "benchmark": f"{key} {dims} {a.data} {mode}", "median_s": round(med[mode], 3), "runs_s": [round(t, 3) for t in times[mode]],
-                    "cells_per_s": round(len(lengths) / med[mode], 2), "tokens_per_s": round(int(lengths.sum()) / med[mode], 1),
-                    "peak_ram_mb": round(peak[mode], 1), "prepare_s": round(prep_s, 3),
-                    "tokens_per_cell": {"min": int(lengths.min()), "median": int(np.median(lengths)), "max": int(lengths.max())},
-                    **({"speedup_vs_plain": round(med["plain"] / med["bucketed"], 2),
-                        "max_abs_diff_vs_plain": float(np.abs(outputs["bucketed"] - outputs["plain"]).max())}
-                       if mode == "bucketed" else {}),
-                }), flush=True)
+                        outputs[mode, prec] = run_batches(model, prep, a.batch_size, token_budget=model.token_budget,
+                                                          bucketed=mode == "bucketed")
+                        _sync(torch, a.device)
+                        times[mode, prec].append(time.perf_counter() - t0)
+                    peak[mode, prec] = max(peak.get((mode, prec), 0.0), pm.peak_gpu_mb or pm.peak_ram_mb)
+            med = {r: statistics.median(t) for r, t in times.items()}
+            for mode, prec in runs:
+                row = {"benchmark": f"{key} {dims} {a.data} {mode} {used[prec]} {a.device}", "median_s": round(med[mode, prec], 3),
+                       "runs_s": [round(t, 3) for t in times[mode, prec]],
+                       "cells_per_s": round(len(lengths) / med[mode, prec], 2),
+                       "tokens_per_s": round(int(lengths.sum()) / med[mode, prec], 1),
+                       ("peak_gpu_mb" if a.device.startswith("cuda") else "peak_ram_mb"): round(peak[mode, prec], 1),
+                       "prepare_s": round(prep_s, 3),
+                       "tokens_per_cell": {"min": int(lengths.min()), "median": int(np.median(lengths)), "max": int(lengths.max())}}
+                if mode == "bucketed":
+                    row |= {"speedup_vs_plain": round(med["plain", prec] / med[mode, prec], 2),
+                            "max_abs_diff_vs_plain": float(np.abs(outputs[mode, prec] - outputs["plain", prec]).max())}
+                if prec != "fp32":
+                    row |= {"speedup_vs_fp32": round(med[mode, "fp32"] / med[mode, prec], 2), **_deviation(outputs[mode, prec], outputs[mode, "fp32"])}
+                print(json.dumps(row), flush=True)
+            if a.oom_check and a.device.startswith("cuda"):
+                print(json.dumps(_oom_check(model, prep, a, torch, forward_context, run_batches)), flush=True)
             del model
 
+
+def _sync(torch, device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _deviation(x, ref) -> dict:
+    import numpy as np
+
+    cos = (x * ref).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(ref, axis=1))
+    return {"max_abs_diff_vs_fp32": float(np.abs(x - ref).max()), "min_cosine_vs_fp32": float(cos.min())}
+
+
+def _oom_check(model, prep, a, torch, forward_context, run_batches) -> dict:
+    """Cap this process's GPU memory just above what the weights and a normal run need, then ask for one
+    batch of ``--oom-batch`` cells: the engine must meet a real CUDA OOM, halve and finish."""
+    import logging
+
+    import numpy as np
+
+    warnings: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda rec: warnings.append(rec.getMessage())
+    logging.getLogger("scfm_bench.embed.engine").addHandler(handler)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    with forward_context(a.device, "auto"):
+        ref = run_batches(model, prep, a.batch_size, token_budget=None, bucketed=True)
+    need = torch.cuda.max_memory_allocated()
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, 1.5 * need / total))
+    try:
+        with forward_context(a.device, "auto"):
+            got = run_batches(model, prep, a.oom_batch, token_budget=None, bucketed=True)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        logging.getLogger("scfm_bench.embed.engine").removeHandler(handler)
+    backoffs = [w for w in warnings if "out of memory" in w]
+    return {"oom_check": model.key, "cap_mb": round(1.5 * need / 2**20), "first_batch": a.oom_batch,
+            "backoffs": len(backoffs), "last": backoffs[-1] if backoffs else None, **_deviation(got, ref)}
 
 if __name__ == "__main__":
     main()
