@@ -54,7 +54,8 @@ class GenePCA(GeneAdapter):
         cells = np.arange(adata.n_obs)
         if adata.n_obs > self.params.max_cells:
             cells = np.sort(np.random.default_rng(self.seed).choice(adata.n_obs, self.params.max_cells, replace=False))
-        sub = sc.AnnData(sp.csr_matrix(adata.X[cells], dtype=np.float32))
+        counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
+        sub = sc.AnnData(sp.csr_matrix(counts[cells], dtype=np.float32))
         sc.pp.normalize_total(sub, target_sum=1e4)
         sc.pp.log1p(sub)
         X = sub.X.toarray()

@@ -177,6 +177,8 @@ class GeneFunction(Task):
                 prefix = "" if probe == "logreg" else "knn_"
                 inputs = MetricInputs(X=np.empty((0, 0)), go_labels=Y, go_scores=S)
                 for o in evaluate_suite(probe_suite, inputs):
+                    if prefix and o.family == "chance":  # the same term prevalences as the headline probe's
+                        continue
                     per.setdefault(prefix + o.id, []).append(_renamed(o, prefix + o.id + suffix, aspect, Y, common))
                 table += [{"probe": probe, "aspect": aspect, "go_id": t, "name": data.names.get(t, ""), "n_genes": int(n),
                            "prevalence": float(p), "auprc": float(ap), "auroc": float(auc)}
@@ -264,7 +266,7 @@ def logreg_fit(X: np.ndarray, Y: np.ndarray, *, C: float = 1.0, tol: float = 1e-
         grad[:-1] += W[:-1]
         return value, grad.ravel() / n
 
-    res = minimize(loss, np.zeros((d + 1) * T), jac=True, method="L-BFGS-B", options={"maxiter": 1000, "gtol": tol})
+    res = minimize(loss, np.zeros((d + 1) * T), jac=True, method="L-BFGS-B", options={"maxiter": 1000, "gtol": tol, "ftol": tol * 1e-5})
     W = res.x.reshape(d + 1, T)
     return V @ W[:-1], W[-1]
 
