@@ -112,7 +112,7 @@ def test_identical_child_prunes_parent_regardless_of_ids():
     assert "Z" in sets.members and "A1" not in sets.members  # same 25 genes: the child is kept, the parent pruned
 
 
-def test_obo_and_gaf_readers(tmp_path):
+def test_obo_and_gaf_readers_and_the_current_release(tmp_path, monkeypatch):
     obo = tmp_path / "go-basic.obo"
     obo.write_text("format-version: 1.2\ndata-version: releases/2024-01-01\n\n"
                    "[Term]\nid: GO:1\nname: root\nnamespace: biological_process\n\n"
@@ -134,6 +134,14 @@ def test_obo_and_gaf_readers(tmp_path):
     assert "G9" not in set(rel.annotations.symbol)  # NOT-qualified
     sets = derive(rel, min_genes=5, max_genes=5, prune_identity=1.01)
     assert set(sets.members) == {"GO:1", "GO:2", "GO:3"} and "2024-01-01" in sets.params["source"]
+    # params.go: current reads the catalogue entries go_basic + goa_human from the data folder (placed by
+    # hand here, as on an offline node: adopted and their sha256 recorded), then derives the same way
+    from scfm_bench.data.go import load_gene_sets
+
+    monkeypatch.setenv("SCFM_BENCH_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # the packaged catalogue
+    current = load_gene_sets("current", min_genes=5, max_genes=5, prune_identity=1.01)
+    assert current.members == sets.members and (tmp_path / "goa_human.gaf.gz.sha256").is_file()
 
 
 def test_write_read_roundtrip(tmp_path):
