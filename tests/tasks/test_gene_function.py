@@ -330,3 +330,19 @@ def test_tiny_scgpt_checkpoint_through_the_runner(tmp_path, pbmc):
     assert failed.status == "failed" and "min_gene_coverage" in failed.reason
     scored = results[0.05][("scgpt", "auprc")]
     assert scored.status == "ok" and scored.params["gene_coverage"]["covered"] == len(real)
+
+
+@pytest.mark.slow
+def test_real_data_kang(shared_data, tmp_path):
+    """kang_ctrl_8donors_12k (1,287 genes, 12k cells): gene_pca from its expression; the controls keep their order."""
+    from scfm_bench.runner import RunOptions, build_plan, execute
+    from scfm_bench.settings import Settings
+
+    opts = RunOptions(tasks=["gene_function"], datasets=[str(shared_data / "kang_ctrl_8donors_12k.h5ad")],
+                      models=["random", "gene_pca", "go_leak"])
+    s = execute(build_plan(opts), Settings(), output_dir=tmp_path)
+    assert s.exit_code == 0
+    v = {(r.model, r.metric): r.value for r in s.records}
+    for aspect in ("bp", "mf", "cc"):
+        assert v[("go_leak", f"auprc_{aspect}")] > v[("gene_pca", f"auprc_{aspect}")] > v[("random", f"auprc_{aspect}")]
+    assert next(r for r in s.records if r.model == "gene_pca").params["genes_in_scope"] > 1000
