@@ -3,6 +3,7 @@ log-normalised, gene-standardised expression — what co-expression in this data
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scfm_bench.adapters._base import GeneAdapter
 from scfm_bench.registry import ADAPTERS
 
+log = logging.getLogger(__name__)
 ID_COLUMNS = ("gene_symbol", "ensembl_id")  # var columns of the other namespace (the shared-data convention)
 
 
@@ -30,10 +32,9 @@ class GenePCA(GeneAdapter):
     def gene_embeddings(self, genes: Sequence[str], *, adata=None) -> np.ndarray:
         """Loadings (components scaled by the sd of their scores) for ``genes`` (symbols or Ensembl ids);
         NaN rows for genes the dataset lacks or never detects. Fitted once per dataset object."""
-        from scfm_bench.exceptions import CellFailed
-
-        if adata is None:
-            raise CellFailed("model 'gene_pca' embeds genes by a dataset's expression: call gene_embeddings(genes, adata=...).")
+        if adata is None:  # a caller without the dataset (e.g. the perturbation probes) finds no gene known
+            log.warning("model 'gene_pca' embeds genes by a dataset's expression and was called without one (adata=)")
+            return np.full((len(genes), self.params.n_comps), np.nan, dtype=np.float32)
         if getattr(self, "_fitted", (None,))[0] is not adata:
             self._fitted = (adata, *self._fit(adata))
         _, index, loadings = self._fitted

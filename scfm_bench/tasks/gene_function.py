@@ -89,7 +89,7 @@ class GeneFunction(Task):
     def load(adata, *, name, entry, params: GeneFunctionParams) -> GeneFunctionData:
         from scfm_bench.data.go import load_gene_sets
 
-        derivation = {"exclude_evidence": params.exclude_evidence, "prune_identity": params.prune_identity}
+        derivation = {"exclude_evidence": sorted(set(params.exclude_evidence)), "prune_identity": params.prune_identity}
         sets = load_gene_sets(params.go, **derivation)
         if params.go == "default" and any(sets.params[k] != v for k, v in derivation.items()):
             raise ConfigError(f"gene_function: the packaged GO default is derived with exclude_evidence "
@@ -97,7 +97,7 @@ class GeneFunction(Task):
                               f"Fix: keep those, or set params.go to 'current' or a GO folder to derive with yours.")
         symbol_of = {e: s for s, ids in sets.ensembl.items() for e in ids}
         known = set(sets.ensembl) | {s for m in sets.members.values() for s in m}
-        ids = [adata.var_names.astype(str)] + [adata.var[c].astype(str) for c in _ID_COLUMNS if c in adata.var]
+        ids = [np.asarray(adata.var_names, dtype=str)] + [np.asarray(adata.var[c], dtype=str) for c in _ID_COLUMNS if c in adata.var]
         genes: list[str] = []
         for j in range(adata.n_vars):
             for col in ids:

@@ -250,6 +250,21 @@ def test_gene_gate_and_ensembl_fallback(pbmc, suite):
     assert res.info["gene_coverage"]["few"]["covered"] == 20
 
 
+def test_ensembl_keyed_dataset_and_gene_pca(pbmc, suite):
+    """Ensembl var_names (versioned, no symbol column) map to the same genes; gene_pca is reached by Ensembl id."""
+    sets = read_gene_sets()
+    params = GeneFunctionParams(knn_probe=False, aspects=["CC"])
+    ad = pbmc[:, [g for g in pbmc.var_names if sets.ensembl.get(g)]].copy()
+    by_symbol = GeneFunction.load(ad, name="sym", entry=None, params=params)
+    ad.var_names = [sets.ensembl[g][0] + ".7" for g in ad.var_names]
+    data = GeneFunction.load(ad, name="ens", entry=None, params=params)
+    assert data.genes == by_symbol.genes and data.terms == by_symbol.terms
+    res = GeneFunction().run_direct(ad, name="ens", entry=None, models=["gene_pca"], params=params, seed=0, suite=suite,
+                                    embedders=_embedders("gene_pca"), prepared=data)
+    cov = res.info["gene_coverage"]["gene_pca"]
+    assert cov["by_symbol"] == 0 and cov["by_ensembl"] == cov["covered"] >= len(data.genes) - 1  # NSUN6: never detected
+
+
 def test_dataset_without_human_genes_is_a_clear_error():
     from scfm_bench.data.synthetic import synthetic
     from scfm_bench.exceptions import DataError
