@@ -68,6 +68,8 @@ def test_metric_contract(key, contract_data):
     scores = []
     if "perturbation" in m.spec.inputs:  # scored on pseudobulk predictions, not on a cell embedding
         inputs = [MetricInputs(X=np.empty(0), perturbation=pe) for pe in _perturbation_good_bad()]
+    elif "go_labels" in m.spec.inputs:  # gene_function: GO-term scores or gene embeddings
+        inputs = _gene_function_good_bad()
     else:
         expression = _expression(labels, 3)
         if key == "scgraph_ontorwr":  # its reference is the ontology: "perfect" places centroids at the DCA node vectors
@@ -119,6 +121,17 @@ def _perturbation_good_bad():
     return PerturbationEval(pred=good, **common), PerturbationEval(pred=bad, **common)
 
 
+def _gene_function_good_bad():
+    """Genes x terms labels; good = labels + small noise (as scores and as embedding), bad = noise."""
+    rng = np.random.default_rng(0)
+    labels = rng.random((200, 8)) < 0.15
+    labels[np.arange(200), rng.integers(0, 8, 200)] = True  # every gene has a term
+    good = np.clip(labels * 0.7 + rng.uniform(0, 0.3, labels.shape), 0, 1)
+    bad = rng.uniform(size=labels.shape)
+    return [MetricInputs(X=labels * 4.0 + rng.normal(scale=0.3, size=labels.shape), go_labels=labels, go_scores=good),
+            MetricInputs(X=rng.normal(size=labels.shape), go_labels=labels, go_scores=bad)]
+
+
 @pytest.mark.parametrize("key", [k for k in TASKS.keys() if TASKS.get(k).uses_embedding])
 def test_task_contract(key, contract_data):
     from anndata import AnnData
@@ -146,9 +159,18 @@ def test_adapter_contract(key, tiny_preprocessed):
     """Every adapter yields one finite, non-constant row per cell, deterministically for a seed."""
     from scfm_bench.embed import embed
 
-    from scfm_bench.exceptions import CellSkipped
+    from scfm_bench.adapters._base import GeneAdapter
+    from scfm_bench.exceptions import CellSkipped, ConfigError
 
     cls = ADAPTERS.get(key)
+    if issubclass(cls, GeneAdapter):  # embeds genes only: refuses cells up front, genes deterministically
+        with pytest.raises(ConfigError, match="gene_function"):
+            cls({}, seed=0).check(tiny_preprocessed)
+        genes = list(tiny_preprocessed.var_names[:20])
+        a, b = (cls({}, seed=0).gene_embeddings(genes, adata=tiny_preprocessed) for _ in range(2))
+        assert a.shape[0] == len(genes) and a.shape[1] >= 2 and np.isfinite(a).all()
+        np.testing.assert_array_equal(a, b)
+        return
     if cls.kind == "scfm":  # weights cannot ship: without a checkpoint the cell is skipped, never a crash
         with pytest.raises(CellSkipped, match="expected files"):  # (embeddings: tests/adapters, tiny checkpoints)
             embed(cls({}, seed=0), tiny_preprocessed, dataset_sha256="t", cache=None)

@@ -121,3 +121,19 @@ def require(module: str, extra: str, model: str):
         raise MissingDependencyError(
             f"model {model!r} needs the Python package {module!r} ({e}). Install it with: pip install 'scfm-bench[{extra}]'"
         ) from None
+
+
+class GeneAdapter(Adapter):
+    """An adapter that embeds genes only (``gene_embeddings``), for gene-level tasks (gene_function)."""
+
+    def check(self, adata: "AnnData") -> None:
+        from scfm_bench.exceptions import ConfigError
+
+        raise ConfigError(f"model {self.key!r} embeds genes, not cells: use it with --task gene_function.")
+
+    def prepare(self, adata: "AnnData") -> Prepared:
+        self.check(adata)
+        raise AssertionError("unreachable")
+
+    def gene_embeddings(self, genes: "Sequence[str]", *, adata: "AnnData | None" = None) -> "np.ndarray":
+        raise NotImplementedError

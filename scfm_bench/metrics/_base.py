@@ -13,10 +13,10 @@ import numpy as np
 from scfm_bench.registry import METRICS
 
 Input = Literal["X", "labels", "batch", "X_pre", "knn15", "knn50", "knn90", "ontology_ids", "expression", "predictions",
-                "folds", "perturbation", "continuous"]
+                "folds", "perturbation", "continuous", "go_labels", "go_scores"]
 # inputs a task may not provide: a metric needing a missing one is skipped with the reason
 OPTIONAL_INPUTS = ("labels", "batch", "X_pre", "ontology_ids", "expression", "predictions", "folds", "perturbation",
-                   "continuous")
+                   "continuous", "go_labels", "go_scores")
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,10 @@ class MetricInputs:
     predictions: np.ndarray | None = None  # predicted labels (same vocabulary as labels / ontology_ids)
     folds: np.ndarray | None = None  # evaluation fold per cell; metrics on predictions average over folds
     continuous: dict[str, np.ndarray] | None = None  # per-cell numeric properties the dataset declares, by name
+    # gene_function task: X holds gene embeddings (one row per gene), go_labels the genes x GO terms
+    # membership (bool) and go_scores a probe's out-of-fold term scores in [0, 1], same shape
+    go_labels: np.ndarray | None = None
+    go_scores: np.ndarray | None = None
     knn_method: str = "auto"
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
