@@ -64,7 +64,8 @@ def _published_tokens(adata, tokens, medians, *, input_size, v2):
         values = row[cols] / n_counts * 10_000 / np.array([medians[g] for g in ens[cols]])
         nz = values > 0
         ranked = np.array([tokens[g] for g in ens[cols][nz]])[np.argsort(-values[nz])]
-        out.append(np.concatenate([[tokens["<cls>"]], ranked[: input_size - 2], [tokens["<eos>"]]]) if v2 else ranked[:input_size])
+        out.append(np.concatenate([[tokens["<cls>"]], ranked[: input_size - 2], [tokens["<eos>"]]]) if v2
+                   else ranked[:input_size])
     return out
 
 

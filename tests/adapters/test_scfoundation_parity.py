@@ -53,12 +53,13 @@ def _write_checkpoint(folder, w):
     cfg = {"model": "mae_autobin", "encoder": {"hidden_dim": D, "depth": 1, "heads": HEADS, "dim_head": D // HEADS,
                                               "module_type": "transformer"},
            "n_class": 104, "seq_len": seq_len, "bin_alpha": ALPHA, "bin_num": BINS, "pad_token_id": 103, "mask_token_id": 102}
-    entry = {"config": {"model": "mae_autobin", "model_config": {"mae_autobin": cfg},
-                        "dataset_config": {"rnaseq": {"bin_num": BINS, "pad_token_id": 103, "mask_token_id": 102, "seq_len": seq_len}}},
+    rnaseq = {"bin_num": BINS, "pad_token_id": 103, "mask_token_id": 102, "seq_len": seq_len}
+    entry = {"config": {"model": "mae_autobin", "model_config": {"mae_autobin": cfg}, "dataset_config": {"rnaseq": rnaseq}},
              "state_dict": {"model." + k: torch.tensor(v, dtype=torch.float32) for k, v in w.items()}}
     folder.mkdir(parents=True)
     torch.save({"cell": entry, "rde": entry, "gene": entry}, folder / "models.ckpt")
-    (folder / "OS_scRNA_gene_index.19264.tsv").write_text("gene_name\tindex\n" + "".join(f"{g}\t{i}\n" for i, g in enumerate(GENES)))
+    rows = "".join(f"{g}\t{i}\n" for i, g in enumerate(GENES))
+    (folder / "OS_scRNA_gene_index.19264.tsv").write_text("gene_name\tindex\n" + rows)
     return folder
 
 
