@@ -10,6 +10,7 @@ setup:
 	$(PY) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
 	$(PIP) -e ".[all,test]"
+	$(PIP) --no-deps scgpt==0.2.4  # oracle of the scGPT parity test; its own pins (scvi-tools<1.0, torchtext) clash with ours
 
 # Headless Chromium for the HTML report test: installed in CI, or when missing and apt-get is usable.
 test-deps:

@@ -147,14 +147,15 @@ def _unpack(name: str, archive: Path, member: str, path: Path, digest: str) -> P
 
 
 def _member(name: str, archive: Path, member: str, names: list[str]) -> str:
-    """``member`` itself, else the one entry with that file name in any folder."""
-    if member in names:
-        return member
+    """The entry whose path is exactly ``member`` (tar's leading ``./`` aside). A file with the same name in
+    another folder is another dataset (GEARS zips hold ``<dataset>/perturb_processed.h5ad``), never a stand-in."""
+    hit = next((n for n in names if n.removeprefix("./") == member.removeprefix("./")), None)
+    if hit is not None:
+        return hit
     same = [n for n in names if Path(n).name == Path(member).name]
-    if len(same) == 1:
-        return same[0]
-    raise DataError(f"dataset {name!r}: archive {archive} holds no single {member!r} (files: {', '.join(names[:20])}). "
-                    f"Fix: set `member` in datasets.yaml to one of them.")
+    hint = f" {', '.join(same)} has the same file name in another folder and is not used." if same else ""
+    raise DataError(f"dataset {name!r}: archive {archive} has no member {member!r} (files: {', '.join(names[:20])}).{hint} "
+                    f"Fix: set `member` in datasets.yaml to the exact path of the file you mean.")
 
 
 def _copy_to(src, path: Path) -> None:

@@ -112,9 +112,9 @@ def test_archive_member_is_unpacked_once(http_server, tiny_adata, settings, tmp_
     if kind == "zip":
         with zipfile.ZipFile(archive, "w") as zf:
             zf.write(h5ad, "norman/perturb_processed.h5ad")
-    else:
+    else:  # tar members often carry a leading ./ (tar -czf x.tgz ./norman); still the declared path
         with tarfile.open(archive, "w:gz") as tf:
-            tf.add(h5ad, "norman/perturb_processed.h5ad")
+            tf.add(h5ad, "./norman/perturb_processed.h5ad")
     entry = DatasetEntry(source="url", url=f"{base}/datafile", filename="norman.h5ad", member="norman/perturb_processed.h5ad",
                          fields=FIELDS)
     path = fetch_dataset("norman", entry, settings)
@@ -127,10 +127,15 @@ def test_archive_member_is_unpacked_once(http_server, tiny_adata, settings, tmp_
     path.unlink()
     assert fetch_dataset("norman", entry, settings).read_bytes() == h5ad.read_bytes()  # unpacked again, not downloaded
 
-    bad = entry.model_copy(update={"member": "adamson/perturb_processed.h5ad", "filename": "other.h5ad"})
-    assert fetch_dataset("other", bad, settings).is_file()  # the same file name in another folder is found
+    # the same file name in another folder is another dataset: refused, naming the file that was not used
+    for member in ("adamson/perturb_processed.h5ad", "perturb_processed.h5ad"):
+        other = entry.model_copy(update={"member": member, "filename": "other.h5ad"})
+        with pytest.raises(DataError, match=f"has no member '{member}' .*norman/perturb_processed.h5ad has the same file name "
+                                            "in another folder and is not used.*Fix: set `member`"):
+            fetch_dataset("other", other, settings)
+        assert not (settings.datasets_dir / "other.h5ad").exists()
     missing = entry.model_copy(update={"member": "nope.h5ad", "filename": "nope.h5ad"})
-    with pytest.raises(DataError, match="holds no single 'nope.h5ad'.*perturb_processed"):
+    with pytest.raises(DataError, match=r"has no member 'nope.h5ad' \(files: .*perturb_processed"):
         fetch_dataset("nope", missing, settings)
     assert not (settings.datasets_dir / "nope.h5ad").exists()
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
-from ontology_toy import DAG_GADGET, TOY_EDGES, TEXT_VECTORS
+from ontology_toy import DAG_GADGET, TEXT_VECTORS, TOY_EDGES, pagerank_profiles
 
 from scfm_bench.exceptions import DataError
 from scfm_bench.ontology import CellOntology, load_ontology, map_to_ontology, shipped_cl_file
@@ -74,6 +74,32 @@ def test_rwr_equals_reference_iteration_on_toy():
             np.testing.assert_allclose(pdist(dca(rwr(W), dim)), pdist(dca_svds(rwr_dense(W), dim)), atol=1e-9)
     assert rwr(W).profiles()[nodes.index("CL:5")].round(6).tolist() == [
         0.001908, 0.02358, 0.000184, 0.226268, 0.002531, 0.722763, 0.022466, 0.000067, 0.000233]  # O-RWR spec §3.5
+
+
+def test_rwr_equals_networkx_personalised_pagerank_on_toy():
+    onto = CellOntology.from_edges(TOY_EDGES)
+    vec = {k: np.array(v, float) for k, v in TEXT_VECTORS.items()}
+    cosine = lambda a, b: float(vec[a] @ vec[b] / np.linalg.norm(vec[a]) / np.linalg.norm(vec[b]))  # noqa: E731
+    for vectors, weight in ((None, None), (vec, cosine)):
+        nodes, W = adjacency(onto, vectors)
+        pr = pagerank_profiles(TOY_EDGES, nodes, nodes, weight)
+        np.testing.assert_allclose(rwr(W, tol=1e-13, max_iter=500).profiles(), pr, rtol=0, atol=1e-10)
+        # the reference stops at ||Q_k - Q_{k-1}||_F < 1e-4: (1 - rst)P is a contraction by 0.3 in each row's
+        # l1 norm, so a row is off the fixed point by at most 0.3/0.7 * sqrt(n) * 1e-4 in l1 (1.3e-4 here)
+        gap = np.abs(rwr(W).profiles() - pr).sum(axis=1)
+        assert gap.max() < 0.3 / 0.7 * np.sqrt(len(nodes)) * 1e-4
+
+
+def test_rwr_equals_networkx_personalised_pagerank_on_a_cl_subgraph(cl):
+    """The T-cell branch of the shipped CL (T cell and its descendants, 172 nodes, connected through T cell)."""
+    keep = set(cl.descendants("CL:0000084")) | {"CL:0000084"}
+    edges = [(c, p) for c, p in cl.edges if c in keep and p in keep]
+    nodes, W = adjacency(CellOntology.from_edges(edges))
+    assert len(nodes) == len(keep) > 100
+    sources = ["CL:0000084", "CL:0000624", "CL:0000625", nodes[-1]]  # T cell, CD4, CD8, a leaf
+    pr = pagerank_profiles(edges, nodes, sources)
+    Q = rwr(W, tol=1e-13, max_iter=500).profiles()[[nodes.index(s) for s in sources]]
+    np.testing.assert_allclose(Q, pr, rtol=0, atol=1e-10)
 
 
 def test_twins_are_lumped_and_unlumped_when_their_own_eigenvalue_is_kept():

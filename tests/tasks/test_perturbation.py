@@ -370,9 +370,9 @@ def test_adapter_knowing_no_target_fails_its_probes_only(tmp_path, fake_scfm):
     assert all(r.status == "ok" for r in s.records if r.model == "mean")
 
 
-def test_scfm_without_checkpoint_skips_its_probes_only(tmp_path):
+def test_scfm_without_checkpoint_skips_its_probes_only(tmp_path, suite):
     """A real scFM adapter whose checkpoint is missing: its probes are skipped naming the files expected;
-    the baselines and other probes are still scored."""
+    the baselines and other probes are still scored, every metric of the suite, as if the scFM were absent."""
     from scfm_bench.runner import RunOptions, build_plan, execute
     from scfm_bench.settings import Settings
 
@@ -381,6 +381,10 @@ def test_scfm_without_checkpoint_skips_its_probes_only(tmp_path):
     assert s.exit_code == 0
     lost = [r for r in s.records if r.model.endswith("_scgpt")]
     assert {r.model for r in lost} == {"lin_scgpt", "knn_scgpt"} and all(r.status == "skipped" for r in lost)
-    assert "best_model.pt" in lost[0].reason
-    assert all(r.status == "ok" for r in s.records if r.model in ("mean", "lin_random") and r.value is not None)
-    assert any(r.model == "lin_random" and r.status == "ok" for r in s.records)
+    assert all(r.value is None for r in lost) and "best_model.pt" in lost[0].reason
+    # each baseline: one ok record with a finite value per metric of the suite (+ the L2 ratio), nothing skipped or failed
+    expected = {e.id for e in suite.metrics} | {"l2_top1000_ratio_vs_mean"}
+    for m in ("mean", "lin_random"):
+        recs = [r for r in s.records if r.model == m]
+        assert sorted(r.metric for r in recs) == sorted(expected), m
+        assert [(r.metric, r.status) for r in recs if r.status != "ok" or r.value is None or not np.isfinite(r.value)] == [], m
