@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ci_guard import skip_or_fail_in_ci
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -39,11 +39,9 @@ def shared_data() -> Path:
     """The real-data folder beside the checkout. Absent: skip, except under CI=true, where ../shared always
     sits beside the checkout and a skip would hide a broken path, so the test fails."""
     if not SHARED_DATA.is_dir():
-        why = f"real-data folder {SHARED_DATA} is absent (only present beside the development checkout)"
-        if os.environ.get("CI", "").strip().lower() in ("true", "1"):
-            pytest.fail(f"{why}; CI={os.environ['CI']} requires it", pytrace=False)
-        pytest.skip(why)
+        skip_or_fail_in_ci(f"real-data folder {SHARED_DATA} is absent (only present beside the development checkout)")
     return SHARED_DATA
+
 
 
 @pytest.fixture

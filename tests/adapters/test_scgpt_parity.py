@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from ci_guard import skip_or_fail_in_ci
 from tiny_ckpt import SYMBOLS, toy_counts
 
 from scfm_bench.adapters.scgpt import ScGPT
@@ -40,7 +41,7 @@ def _authors_model_module():
     """``scgpt.model.model`` without running ``scgpt/__init__.py`` or ``scgpt/model/__init__.py``."""
     spec = importlib.util.find_spec("scgpt")
     if spec is None:
-        pytest.skip("the authors' scgpt package is not installed (pip install --no-deps scgpt==0.2.4)")
+        skip_or_fail_in_ci("the authors' scgpt package is not installed (pip install --no-deps scgpt==0.2.4)")
     root = spec.submodule_search_locations[0]
     saved = {k: sys.modules.get(k) for k in ("scgpt", "scgpt.model")}
     for name, path in (("scgpt", root), ("scgpt.model", f"{root}/model")):

@@ -9,13 +9,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from ci_guard import skip_or_fail_in_ci
 from tiny_ckpt import toy_counts
 from tiny_uce import HUMAN_OFFSET, N_CHROM_TOKENS, build_uce
 
 from scfm_bench.adapters.uce import PROTEIN_EMBEDDINGS, UCE, tokenize_cell
 from scfm_bench.embed import embed
 
-uce_model = pytest.importorskip("uce.model", reason="the authors' package (pip install 'scfm-bench[test]')")
+try:
+    import uce.model as uce_model
+except ImportError:
+    skip_or_fail_in_ci("the authors' UCE package is not installed (pip install 'scfm-bench[test]')")
 from uce.data_proc.data_utils import adata_path_to_prot_chrom_starts, get_spec_chrom_csv
 from uce.eval_data import MultiDatasetSentenceCollator, sample_cell_sentences
 
