@@ -50,10 +50,18 @@ def run(
     plan = build_plan(opts, env_seed=cfg.seed)
     if dry_run:
         _print_matrix(plan)
+        _print_not_run(plan)
         return 0
     summary = execute(plan, cfg, output_dir=output_dir, resume=resume, command_line=["scfm-bench", *sys.argv[1:]])
     _print_summary(summary)
+    _print_not_run(plan)
     return summary.exit_code
+
+
+def _print_not_run(plan) -> None:
+    """What the suite holds that this run could not use (a task on a dataset it does not fit), and why."""
+    for line in plan.skipped:
+        err_console().print(f"  not run: {line}", highlight=False, markup=False)
 
 
 def _print_matrix(plan) -> None:

@@ -60,3 +60,48 @@ def test_counts_deposited_non_integer_suggest_rounding(shared_data, tmp_path):
     assert "does not hold raw integer counts: 54,309 fractional of 100,355" in r.stderr
     assert "set fields.non_integer_counts: round (--round-counts)" in r.stderr
     assert "looks log-transformed" not in r.stderr
+
+
+@pytest.mark.slow
+def test_readme_byo_example_runs_the_tasks_the_file_supports(shared_data, tmp_path):
+    """The README's bring-your-own example without --task: the embedding tasks run, the perturbation
+    task (the file is no screen) is listed as not run with its reason, and the exit code is 0."""
+    from scfm_bench.records import read_records
+
+    out = tmp_path / "out"
+    r = cli("run", "--dataset", str(shared_data / "pbmc_3chem_1k2.h5ad"), *BYO, "--model", "pca", "-o", str(out),
+            env_extra={"COLUMNS": "1000"})
+    assert r.returncode == 0, r.stderr
+    recs = read_records(out)
+    assert {r.task for r in recs} == {"annotation", "batch_integration", "zero_shot_clustering"}
+    assert {(r.dataset, r.model) for r in recs} == {("pbmc_3chem_1k2", "pca")}
+    assert "not run: task 'perturbation': none of the models ('pca') is a perturbation predictor" in r.stderr
+
+
+def test_models_only_some_tasks_know_run_where_they_fit(tmp_path):
+    r = cli("run", "--model", "pca", "--model", "mean", "--dry-run", cwd=tmp_path, env_extra={"COLUMNS": "1000"})
+    assert r.returncode == 0, r.stderr
+    rows = {tuple(c.strip() for c in line.split("│")[1:4]) for line in r.stdout.splitlines() if line.startswith("│")}
+    assert rows == {("annotation", "pbmc68k_semisynthetic", "pca"), ("batch_integration", "pbmc68k_semisynthetic", "pca"),
+                    ("zero_shot_clustering", "pbmc68k_semisynthetic", "pca"), ("perturbation", "perturbation_synthetic", "mean")}
+    assert "not run: 'mean' in task(s) annotation, batch_integration, zero_shot_clustering: not an embedding model" in r.stderr
+    # a task asked for by name still refuses a model it does not know
+    r = cli("run", "--task", "perturbation", "--model", "pca", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 2 and "perturbation model 'pca' is not a predictor" in r.stderr
+
+
+def test_nothing_to_run_exit_2_with_every_reason(shared_data, tmp_path):
+    r = cli("run", "--dataset", str(shared_data / "pbmc_3chem_1k2.h5ad"), "--model", "pca", "--dry-run",
+            env_extra={"COLUMNS": "1000"})
+    assert r.returncode == 2 and "Nothing to run" in r.stderr
+    assert "task 'zero_shot_clustering' on 'pbmc_3chem_1k2': it needs cell-type labels (--label-key" in r.stderr
+    assert "task 'perturbation': none of the models ('pca') is a perturbation predictor" in r.stderr
+
+
+def test_perturbation_task_not_run_on_a_file_that_is_no_screen(shared_data, tmp_path):
+    r = cli("run", "--dataset", str(shared_data / "pbmc_3chem_1k2.h5ad"), "--label-key", "cell_type", "--model", "pca",
+            "--model", "mean", "--dry-run", env_extra={"COLUMNS": "1000"})
+    assert r.returncode == 0, r.stderr
+    assert "2 cells" in r.stdout  # annotation and zero-shot clustering with pca
+    assert "not run: task 'perturbation' on 'pbmc_3chem_1k2': not a perturbation screen" in r.stderr
+    assert "not run: task 'batch_integration' on 'pbmc_3chem_1k2': it needs batches (--batch-key" in r.stderr
