@@ -75,6 +75,11 @@ def test_readme_byo_example_runs_the_tasks_the_file_supports(shared_data, tmp_pa
     recs = read_records(out)
     assert {r.task for r in recs} == {"annotation", "batch_integration", "zero_shot_clustering"}
     assert {(r.dataset, r.model) for r in recs} == {("pbmc_3chem_1k2", "pca")}
+    # the CELLxGENE ontology column is found without --ontology-key, so the ontology metrics are scored
+    assert "Cell Ontology ids from obs['cell_type_ontology_term_id']" in r.stderr
+    ontology = [r for r in recs if r.family == "ontology"]
+    assert {r.task for r in ontology} == {"annotation", "batch_integration", "zero_shot_clustering"}
+    assert all(r.status == "ok" for r in ontology), [r.reason for r in ontology if r.status != "ok"]
     assert "not run: task 'perturbation': none of the models ('pca') is a perturbation predictor" in r.stderr
 
 
@@ -105,3 +110,28 @@ def test_perturbation_task_not_run_on_a_file_that_is_no_screen(shared_data, tmp_
     assert "2 cells" in r.stdout  # annotation and zero-shot clustering with pca
     assert "not run: task 'perturbation' on 'pbmc_3chem_1k2': not a perturbation screen" in r.stderr
     assert "not run: task 'batch_integration' on 'pbmc_3chem_1k2': it needs batches (--batch-key" in r.stderr
+    assert "Cell Ontology ids from obs['cell_type_ontology_term_id'], the CELLxGENE standard column" in r.stderr
+
+
+@pytest.mark.slow
+def test_missing_ontology_column_skip_reason_names_the_flag(tmp_path):
+    """Without ontology ids the ontology metrics are skipped, and the reason says which flag declares them."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    n = 120
+    adata = ad.AnnData(sp.csr_matrix(rng.poisson(3.0, (n, 60)).astype(np.float32)),
+                       obs=pd.DataFrame({"cell_type": np.repeat(["a", "b", "c"], n // 3)}, index=[f"c{i}" for i in range(n)]),
+                       var=pd.DataFrame(index=[f"G{j}" for j in range(60)]))
+    adata.write_h5ad(tmp_path / "no_ids.h5ad")
+    from scfm_bench.records import read_records
+
+    r = cli("run", "--dataset", str(tmp_path / "no_ids.h5ad"), "--label-key", "cell_type", "--task", "zero_shot_clustering",
+            "--model", "pca", "-o", str(tmp_path / "out"), env_extra={"COLUMNS": "1000"})
+    assert r.returncode == 0, r.stderr
+    skipped = [r for r in read_records(tmp_path / "out") if r.metric.startswith("scgraph_ontorwr")]  # needs CL ids
+    assert len(skipped) == 2 and all(r.status == "skipped" for r in skipped)
+    assert all("needs ontology_ids, which this dataset does not declare; give --ontology-key" in r.reason for r in skipped)
