@@ -13,6 +13,19 @@ SuiteDir = Annotated[
 ]
 
 
+# Options `run` and `embed` share: how a user's own .h5ad declares its columns and counts
+LabelKey = Annotated[str | None, typer.Option(help="obs column with cell-type labels (for an .h5ad --dataset).")]
+BatchKey = Annotated[str | None, typer.Option(help="obs column with batches.")]
+OntologyKey = Annotated[str | None, typer.Option(
+    help="obs column with Cell Ontology ids (default: cell_type_ontology_term_id when the file has it).")]
+CountsLayer = Annotated[str | None, typer.Option(help="Layer with raw integer counts ('X', 'raw.X' or a layers key).")]
+RoundCounts = Annotated[bool, typer.Option(
+    "--round-counts", help="Round counts deposited as non-integers instead of refusing them (never log/normalised values).")]
+Device = Annotated[str | None, typer.Option(
+    help="auto (every visible GPU, else CPU) | cpu | cuda | cuda:N | cuda:0,cuda:1 (data-parallel shards). Env SCFM_BENCH_DEVICE.")]
+BatchSize = Annotated[int | None, typer.Option(help="Cells per forward batch (env SCFM_BENCH_BATCH_SIZE).")]
+
+
 def err_console():
     from rich.console import Console
 

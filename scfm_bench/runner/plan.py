@@ -246,7 +246,7 @@ def _instances(task_cls, models: list[str], params: BaseModel, yaml_params: dict
     out, instances, read = {}, {}, set()
     if not task_cls.uses_embedding:
         for m in sorted(task_cls.adapter_embeddings(models, params)):
-            out[m] = _validated(m, m, {**yaml_params.get(m, {}), **cli_params.get(m, {})})
+            out[m] = validated_params(m, m, {**yaml_params.get(m, {}), **cli_params.get(m, {})})
             read.add(m)
         return out, {m: None for m in models}, read
     for m in models:
@@ -263,7 +263,7 @@ def _instances(task_cls, models: list[str], params: BaseModel, yaml_params: dict
             inst = _instance_name(inst, key, m)
         if inst in instances:
             raise ConfigError(f"two models of the run are named {inst!r}; give each its own name (--model {key}:NAME).")
-        out[inst] = _validated(key, m, merged)
+        out[inst] = validated_params(key, m, merged)
         instances[inst] = key
     return out, instances, read
 
@@ -276,7 +276,7 @@ def _instance_name(name: str, key: str, where: str) -> str:
     return name
 
 
-def _validated(key: str, shown: str, merged: dict[str, Any]) -> dict[str, Any]:
+def validated_params(key: str, shown: str, merged: dict[str, Any]) -> dict[str, Any]:
     """``merged`` checked against the adapter's Params: an unknown key lists the allowed ones."""
     import difflib
 
@@ -290,8 +290,10 @@ def _validated(key: str, shown: str, merged: dict[str, Any]) -> dict[str, Any]:
     try:
         ADAPTERS.get(key).Params.model_validate(merged)
     except ValidationError as e:
+        prefix = split_model_ref(shown)[1]
         raise ConfigError(f"model {shown!r} parameters: " + "; ".join(
-            f"{'.'.join(map(str, er['loc'])) or shown}: {er['msg']}" for er in e.errors())) from None
+            f"{'.'.join(map(str, er['loc'])) or shown}: {er['msg']}" for er in e.errors())
+            + f" (this model's parameters are set with --model-param {prefix}.KEY=VALUE)") from None
     return merged
 
 

@@ -135,3 +135,71 @@ def test_missing_ontology_column_skip_reason_names_the_flag(tmp_path):
     skipped = [r for r in read_records(tmp_path / "out") if r.metric.startswith("scgraph_ontorwr")]  # needs CL ids
     assert len(skipped) == 2 and all(r.status == "skipped" for r in skipped)
     assert all("needs ontology_ids, which this dataset does not declare; give --ontology-key" in r.reason for r in skipped)
+
+
+def test_embed_takes_the_column_flags_of_run(shared_data, tmp_path):
+    """harmony embeds a user's file whose batch column is not called `batch`, when --batch-key names it."""
+    import anndata as ad
+    import numpy as np
+
+    adata = ad.read_h5ad(shared_data / "pbmc_3chem_1k2.h5ad")
+    adata.obs = adata.obs.rename(columns={"batch": "chemistry"})
+    path = tmp_path / "chem.h5ad"
+    adata.write_h5ad(path)
+    out = tmp_path / "harmony.npy"
+    r = cli("embed", "--model", "harmony", "--dataset", str(path), "--out", str(out), env_extra={"COLUMNS": "1000"})
+    assert r.returncode == 1 and "needs a batch column" in r.stderr and not out.exists()
+    r = cli("embed", "--model", "harmony", "--dataset", str(path), "--batch-key", "chemistry", "--label-key", "cell_type",
+            "--ontology-key", "cell_type_ontology_term_id", "--counts-layer", "X", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert np.load(out).shape[0] == adata.n_obs
+    r = cli("embed", "--model", "harmony", "--dataset", str(path), "--batch-key", "lane", "--out", str(tmp_path / "x.npy"),
+            env_extra={"COLUMNS": "1000"})
+    assert r.returncode == 2 and "fields.batch is 'lane', but the data has no such obs column" in r.stderr
+
+
+def _dry_models(r) -> list[str]:
+    return [line.split("│")[3].strip() for line in r.stdout.splitlines() if line.startswith("│")]
+
+
+@pytest.mark.slow
+def test_two_precomputed_embeddings_compare_in_one_report(tmp_path):
+    """`--model precomputed:NAME` twice: records and the leaderboard carry each name."""
+    import numpy as np
+
+    from scfm_bench.records import read_records
+
+    for name, seed in (("a", 0), ("b", 1)):  # the default dataset has 700 cells
+        np.save(tmp_path / f"{name}.npy", np.random.default_rng(seed).normal(size=(700, 8)).astype(np.float32))
+    r = cli("run", "--task", "zero_shot_clustering", "--model", "precomputed:mine_a", "--model", "precomputed:mine_b",
+            "--model-param", f"mine_a.path={tmp_path / 'a.npy'}", "--model-param", f"mine_b.path={tmp_path / 'b.npy'}",
+            "-o", str(tmp_path / "out"), cwd=tmp_path, env_extra={"COLUMNS": "1000"})
+    assert r.returncode == 0, r.stderr
+    recs = read_records(tmp_path / "out")
+    assert {r.model for r in recs} == {"mine_a", "mine_b"}
+    assert {r.params["model_params"]["path"] for r in recs if r.model == "mine_b"} == {str(tmp_path / "b.npy")}
+    assert "mine_a" in r.stdout and "mine_b" in r.stdout
+
+
+def test_precomputed_name_param_names_the_model(tmp_path):
+    emb = tmp_path / "e.npy"
+    r = cli("run", "--task", "zero_shot_clustering", "--model", "precomputed", "--model-param", f"precomputed.path={emb}",
+            "--model-param", "precomputed.name=my_scvi", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert _dry_models(r) == ["my_scvi"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "scvi", "--model-param", "scvi.max_epoch_cap=3"],
+     "model 'scvi' has no parameter 'max_epoch_cap'. Did you mean 'max_epochs_cap'? Allowed: batch_size, max_epochs_cap,"),
+    (["--model", "pca", "--model-param", "scvi.max_epochs_cap=3"],
+     "--model-param scvi.max_epochs_cap=…: model 'scvi' is not in this run. Models in the run: pca."),
+    (["--model", "precomputed:mine", "--model-param", "precomputed.path=x.npy"],
+     "this model's parameters are set with --model-param mine.KEY=VALUE"),
+    (["--model", "precomputed", "--model", "precomputed", "--model-param", "precomputed.path=x.npy"],
+     "two models of the run are named 'precomputed'; give each its own name (--model precomputed:NAME)"),
+    (["--model", "precomputed:pca", "--model-param", "pca.path=x.npy"], "'pca' is a built-in model key"),
+])
+def test_model_param_mistakes_exit_2(args, message, tmp_path):
+    r = cli("run", "--task", "zero_shot_clustering", *args, "--dry-run", cwd=tmp_path, env_extra={"COLUMNS": "1000"})
+    assert r.returncode == 2 and message in r.stderr, r.stderr
