@@ -21,6 +21,7 @@ from scfm_bench.cli._common import (
     checkpoint_params,
     err_console,
     out_console,
+    plural,
     settings,
 )
 
@@ -82,7 +83,7 @@ def _print_not_run(plan) -> None:
 def _print_matrix(plan) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{len(plan.cells)} cells (suite: {plan.suite.root})")
+    table = Table(title=f"{plural(len(plan.cells), 'cell')} (suite: {plan.suite.root})")
     for col in ("task", "dataset", "model", "seed", "metric suite"):
         table.add_column(col)
     for c in plan.cells:
