@@ -162,23 +162,34 @@ def _dry_models(r) -> list[str]:
     return [line.split("│")[3].strip() for line in r.stdout.splitlines() if line.startswith("│")]
 
 
-@pytest.mark.slow
 def test_two_precomputed_embeddings_compare_in_one_report(tmp_path):
-    """`--model precomputed:NAME` twice: records and the leaderboard carry each name."""
+    """`--model precomputed:NAME` twice (and `precomputed.name`): records and the leaderboard carry each
+    name. A small synthetic suite with one cheap metric keeps this fast."""
     import numpy as np
+    import yaml
 
     from scfm_bench.records import read_records
 
-    for name, seed in (("a", 0), ("b", 1)):  # the default dataset has 700 cells
-        np.save(tmp_path / f"{name}.npy", np.random.default_rng(seed).normal(size=(700, 8)).astype(np.float32))
-    r = cli("run", "--task", "zero_shot_clustering", "--model", "precomputed:mine_a", "--model", "precomputed:mine_b",
-            "--model-param", f"mine_a.path={tmp_path / 'a.npy'}", "--model-param", f"mine_b.path={tmp_path / 'b.npy'}",
-            "-o", str(tmp_path / "out"), cwd=tmp_path, env_extra={"COLUMNS": "1000"})
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "datasets.yaml").write_text(yaml.safe_dump({"version": 1, "datasets": {"tiny": {
+        "source": "builtin", "builder": "synthetic", "params": {"n_cells": 120, "n_genes": 60, "n_cell_types": 3},
+        "fields": {"label": "cell_type", "batch": "batch"}}}}))
+    (tmp_path / "metrics" / "ari.yaml").write_text(yaml.safe_dump({"metrics": [
+        {"id": "ari_kmeans", "metric": "nmi_ari_kmeans", "output": "ari", "family": "bio"}], "primary": "ari_kmeans"}))
+    (tmp_path / "tasks" / "zs.yaml").write_text(yaml.safe_dump(
+        {"task": "zero_shot_clustering", "datasets": ["tiny"], "models": ["pca"], "metric_suite": "ari"}))
+    for name, seed in (("a", 0), ("b", 1), ("c", 2)):
+        np.save(tmp_path / f"{name}.npy", np.random.default_rng(seed).normal(size=(120, 8)).astype(np.float32))
+    r = cli("run", "--model", "precomputed:mine_a", "--model", "precomputed:mine_b", "--model", "precomputed",
+            "--model-param", "mine_a.path=a.npy", "--model-param", "mine_b.path=b.npy",
+            "--model-param", "precomputed.path=c.npy", "--model-param", "precomputed.name=mine_c",
+            "-o", "out", cwd=tmp_path, env_extra={"COLUMNS": "1000"})
     assert r.returncode == 0, r.stderr
     recs = read_records(tmp_path / "out")
-    assert {r.model for r in recs} == {"mine_a", "mine_b"}
-    assert {r.params["model_params"]["path"] for r in recs if r.model == "mine_b"} == {str(tmp_path / "b.npy")}
-    assert "mine_a" in r.stdout and "mine_b" in r.stdout
+    assert {r.model for r in recs} == {"mine_a", "mine_b", "mine_c"}
+    assert {r.params["model_params"]["path"] for r in recs if r.model == "mine_b"} == {"b.npy"}
+    assert all(m in r.stdout for m in ("mine_a", "mine_b", "mine_c"))
 
 
 def test_precomputed_name_param_names_the_model(tmp_path):
