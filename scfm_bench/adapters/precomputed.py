@@ -20,7 +20,8 @@ class PrecomputedParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     obsm_key: str | None = Field(None, description="Read adata.obsm[obsm_key] of the dataset.")
     path: str | None = Field(None, description="An .npy (rows in cell order) or .parquet (indexed by cell id) file.")
-    name: str | None = Field(None, description="Label for the leaderboard (default: the key or file name).")
+    name: str | None = Field(None, description="Model name in records and reports (default: precomputed, or NAME of "
+                                               "--model precomputed:NAME), so several embeddings compare in one report.")
 
     @model_validator(mode="after")
     def _one_source(self) -> "PrecomputedParams":

@@ -47,10 +47,10 @@ class SCVI(Adapter):
         batch = obs_column(adata, "batch", self.key)
         ad = adata[:, adata.var["highly_variable"].to_numpy()].copy()
         ad.obs = ad.obs.assign(_scfm_batch=batch)[["_scfm_batch"]]
-        scvi.settings.seed = self.seed
         scvi.settings.verbosity = logging.WARNING  # scvi and lightning install their own INFO handlers
         for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        scvi.settings.seed = self.seed  # after the levels: lightning's "Seed set" went to its handler and ours
         scvi.settings.dl_num_workers = 0
         scvi.model.SCVI.setup_anndata(ad, layer="counts", batch_key="_scfm_batch")
         model = scvi.model.SCVI(ad, n_layers=self.params.n_layers, n_latent=self.params.n_latent, n_hidden=self.params.n_hidden)

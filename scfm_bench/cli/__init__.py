@@ -20,6 +20,20 @@ app = typer.Typer(
 for module in (run, embed, listing, validate, fetch, info, report, compare):
     module.register(app)
 
+
+def _version(value: bool) -> None:
+    if value:
+        from scfm_bench import __version__
+
+        typer.echo(f"scfm-bench {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Benchmark single-cell foundation models and baselines on shared datasets, tasks and metrics."""
+
 _INT = re.compile(r"^\d+$")
 
 
@@ -56,6 +70,9 @@ def configure_logging(verbosity: int) -> None:
     if verbosity <= 0:  # library deprecation chatter is for developers, not benchmark users
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
+    # lightning repeats this at each trainer step (three times per scVI fit), and its advice (prepend
+    # srun) is wrong here: scfm-bench places Slurm jobs itself
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

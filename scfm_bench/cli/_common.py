@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,54 @@ SuiteDir = Annotated[
     Path | None,
     typer.Option("--suite-dir", help="Folder with datasets.yaml, tasks/ and metrics/ (default: ./ if it has datasets.yaml, else the packaged suite)."),
 ]
+
+
+# Options `run` and `embed` share: how a user's own .h5ad declares its columns and counts
+LabelKey = Annotated[str | None, typer.Option(help="obs column with cell-type labels (for an .h5ad --dataset).")]
+BatchKey = Annotated[str | None, typer.Option(help="obs column with batches.")]
+OntologyKey = Annotated[str | None, typer.Option(
+    help="obs column with Cell Ontology ids (default: cell_type_ontology_term_id when the file has it).")]
+CountsLayer = Annotated[str | None, typer.Option(help="Layer with raw integer counts ('X', 'raw.X' or a layers key).")]
+RoundCounts = Annotated[bool, typer.Option(
+    "--round-counts", help="Round counts deposited as non-integers instead of refusing them (never log/normalised values).")]
+Device = Annotated[str | None, typer.Option(
+    help="auto (every visible GPU, else CPU) | cpu | cuda | cuda:N | cuda:0,cuda:1 (data-parallel shards). Env SCFM_BENCH_DEVICE.")]
+BatchSize = Annotated[int | None, typer.Option(help="Cells per forward batch (env SCFM_BENCH_BATCH_SIZE).")]
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of standard output.")]
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``plural(1, "cell")`` -> "1 cell"; ``plural(2, "cell")`` -> "2 cells"."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+
+
+def emit(data, fmt: Format, out: Path | None, table=None) -> None:
+    """``data`` as JSON, or ``table`` (a rich renderable) as text, to standard output or ``--out``."""
+    import json
+
+    if out is None:
+        if fmt is Format.json:
+            typer.echo(json.dumps(data, indent=2, default=str))
+        else:
+            out_console().print(table)
+        return
+    from rich.console import Console
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w") as f:
+        if fmt is Format.json:
+            f.write(json.dumps(data, indent=2, default=str) + "\n")
+        else:
+            Console(file=f, width=240, soft_wrap=False, color_system=None).print(table)
+    err_console().print(f"wrote {out}", highlight=False, markup=False)
 
 
 def err_console():

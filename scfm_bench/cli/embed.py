@@ -10,7 +10,20 @@ from typing import Annotated, Any
 
 import typer
 
-from scfm_bench.cli._common import Checkpoint, SuiteDir, checkpoint_params, err_console, settings
+from scfm_bench.cli._common import (
+    BatchKey,
+    BatchSize,
+    Checkpoint,
+    CountsLayer,
+    Device,
+    LabelKey,
+    OntologyKey,
+    RoundCounts,
+    SuiteDir,
+    checkpoint_params,
+    err_console,
+    settings,
+)
 
 _SUFFIXES = (".h5ad", ".npy", ".parquet")
 
@@ -26,11 +39,14 @@ def embed_cmd(
                                                           "or OUT.parquet (indexed by cell id).")],
     checkpoint: Checkpoint = [],
     model_param: Annotated[list[str], typer.Option("--model-param", help="MODEL.KEY=VALUE.")] = [],
-    counts_layer: Annotated[str | None, typer.Option(help="Layer with raw integer counts ('X' or a layers key).")] = None,
-    round_counts: Annotated[bool, typer.Option("--round-counts", help="Round counts deposited as non-integers.")] = False,
+    label_key: LabelKey = None,
+    batch_key: BatchKey = None,
+    ontology_key: OntologyKey = None,
+    counts_layer: CountsLayer = None,
+    round_counts: RoundCounts = False,
     seed: Annotated[int, typer.Option(help="Seed for the model's random choices.")] = 0,
-    device: Annotated[str | None, typer.Option(help="auto (every visible GPU, else CPU) | cpu | cuda | cuda:N | cuda:0,cuda:1 (data-parallel shards). Env SCFM_BENCH_DEVICE.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Cells per forward batch (env SCFM_BENCH_BATCH_SIZE).")] = None,
+    device: Device = None,
+    batch_size: BatchSize = None,
     suite_dir: SuiteDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> int:
@@ -41,7 +57,7 @@ def embed_cmd(
     from scfm_bench.exceptions import CellError, ConfigError
     from scfm_bench.progress import set_enabled
     from scfm_bench.registry import ADAPTERS
-    from scfm_bench.runner.plan import RunOptions, _dataset_entries, parse_model_params
+    from scfm_bench.runner.plan import RunOptions, _dataset_entries, validated_params, parse_model_params
 
     configure_logging(-1 if quiet else 0)
     set_enabled(not quiet and sys.stderr.isatty())
@@ -53,16 +69,13 @@ def embed_cmd(
     unknown = set(params) - {model}
     if unknown:
         raise ConfigError(f"--model-param/--checkpoint name model(s) {sorted(unknown)}, but --model is {model!r}.")
-    from pydantic import ValidationError
-
-    try:
-        adapter = cls(params.get(model, {}), seed=seed, model_dir=cfg.model_dir)
-    except ValidationError as e:
-        raise ConfigError(f"model {model!r} parameters: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+    adapter = cls(validated_params(model, model, params.get(model, {})), seed=seed, model_dir=cfg.model_dir)
     from scfm_bench.config import load_suite
 
     suite = load_suite(suite_dir)
-    entries, names = _dataset_entries(suite, RunOptions(datasets=[dataset], counts_layer=counts_layer, round_counts=round_counts))
+    entries, names = _dataset_entries(suite, RunOptions(
+        datasets=[dataset], label_key=label_key, batch_key=batch_key, ontology_key=ontology_key, counts_layer=counts_layer,
+        round_counts=round_counts))
     name = names[0]
     ds = load_dataset(name, entries[name], cfg, suite_root=suite.root)
     adapter.check(ds.adata)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
-
 import typer
 
-from scfm_bench.cli._common import out_console, settings
+from scfm_bench.cli._common import Format, FormatOpt, OutOpt, emit, settings
 
 
 def register(app: typer.Typer) -> None:
     app.command("info")(info)
 
 
-def info(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> int:
+def info(format: FormatOpt = Format.table, out: OutOpt = None) -> int:
     """Show scfm-bench and key package versions, compute devices, and the cache/data folders."""
     from scfm_bench import __version__
     from scfm_bench.embed import resolve_device
@@ -28,9 +25,6 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable 
         "device_setting": cfg.device, "device_resolved": resolve_device("auto" if cfg.device == "auto" else cfg.device),
         "machine": machine_info(cfg.device), "packages": package_versions(),
     }
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-        return 0
     from rich.table import Table
 
     table = Table(title=f"scfm-bench {__version__}", show_header=False)
@@ -38,5 +32,5 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable 
         if isinstance(v, dict):
             v = ", ".join(f"{a}={b}" for a, b in v.items())
         table.add_row(k, str(v))
-    out_console().print(table)
+    emit(data, format, out, table)
     return 0

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from typing import Annotated
 
 import typer
 
-from scfm_bench.cli._common import SuiteDir, out_console
+from scfm_bench.cli._common import Format, FormatOpt, OutOpt, SuiteDir, emit
 
 
 class What(str, Enum):
@@ -16,11 +15,6 @@ class What(str, Enum):
     tasks = "tasks"
     metrics = "metrics"
     datasets = "datasets"
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
 
 
 def register(app: typer.Typer) -> None:
@@ -64,21 +58,25 @@ def rows(what: What, suite_dir=None) -> list[dict]:
 
 
 def list_items(
-    what: Annotated[What, typer.Argument(help="What to list.")],
-    format: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
+    what: Annotated[str, typer.Argument(help="models, tasks, metrics or datasets (or model, task, metric, dataset).",
+                                        show_default=False)],
+    format: FormatOpt = Format.table,
+    out: OutOpt = None,
     suite_dir: SuiteDir = None,
 ) -> int:
     """List registered models, tasks, metrics, or catalogue datasets."""
-    items = rows(what, suite_dir)
-    if format is Format.json:
-        typer.echo(json.dumps(items, indent=2, default=str))
-        return 0
+    from scfm_bench.exceptions import ConfigError
+
+    kind = next((w for w in What if what in (w.value, w.value[:-1])), None)
+    if kind is None:
+        raise ConfigError(f"scfm-bench list {what!r}: list one of {', '.join(w.value for w in What)}.")
+    items = rows(kind, suite_dir)
     from rich.table import Table
 
-    table = Table(title=what.value, show_lines=False)
+    table = Table(title=kind.value, show_lines=False)
     for col in items[0] if items else []:
         table.add_column(col, overflow="fold", max_width=60 if col == "description" else None)
     for item in items:
         table.add_row(*(str(v) for v in item.values()))
-    out_console().print(table)
+    emit(items, format, out, table)
     return 0

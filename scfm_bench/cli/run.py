@@ -8,7 +8,22 @@ from typing import Annotated
 
 import typer
 
-from scfm_bench.cli._common import Checkpoint, SuiteDir, checkpoint_params, err_console, out_console, settings
+from scfm_bench.cli._common import (
+    BatchKey,
+    BatchSize,
+    Checkpoint,
+    CountsLayer,
+    Device,
+    LabelKey,
+    OntologyKey,
+    RoundCounts,
+    SuiteDir,
+    checkpoint_params,
+    err_console,
+    out_console,
+    plural,
+    settings,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,15 +37,16 @@ def run(
     seeds: Annotated[list[int], typer.Option("--seeds", help="Seeds, e.g. --seeds 0 1 2 (default: the task's).")] = [],
     model_param: Annotated[list[str], typer.Option("--model-param", help="MODEL.KEY=VALUE, e.g. precomputed.obsm_key=X_mine.")] = [],
     checkpoint: Checkpoint = [],
-    label_key: Annotated[str | None, typer.Option(help="obs column with cell-type labels (for an .h5ad --dataset).")] = None,
-    batch_key: Annotated[str | None, typer.Option(help="obs column with batches.")] = None,
-    ontology_key: Annotated[str | None, typer.Option(help="obs column with Cell Ontology ids.")] = None,
-    counts_layer: Annotated[str | None, typer.Option(help="Layer with raw integer counts ('X' or a layers key).")] = None,
-    round_counts: Annotated[bool, typer.Option("--round-counts", help="Round counts deposited as non-integers instead of refusing them.")] = False,
+    label_key: LabelKey = None,
+    batch_key: BatchKey = None,
+    ontology_key: OntologyKey = None,
+    counts_layer: CountsLayer = None,
+    round_counts: RoundCounts = False,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where run records go.")] = Path("results"),
     resume: Annotated[bool, typer.Option(help="Skip cells whose records (all ok) and cached embeddings exist.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the dataset x model x task x seed matrix and exit.")] = False,
-    device: Annotated[str | None, typer.Option(help="auto (every visible GPU, else CPU) | cpu | cuda | cuda:N | cuda:0,cuda:1 (data-parallel shards). Env SCFM_BENCH_DEVICE.")] = None,
+    device: Device = None,
+    batch_size: BatchSize = None,
     suite_dir: SuiteDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the final table.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
@@ -42,7 +58,7 @@ def run(
 
     configure_logging(-1 if quiet else (1 if verbose else 0))
     set_enabled(not quiet and sys.stderr.isatty())
-    cfg = settings(device=device)
+    cfg = settings(device=device, batch_size=batch_size)
     opts = RunOptions(suite_dir=suite_dir, tasks=task, datasets=dataset, models=model, seeds=seeds,
                       model_params=[*model_param, *checkpoint_params(checkpoint)], label_key=label_key, batch_key=batch_key,
                       ontology_key=ontology_key, counts_layer=counts_layer,
@@ -50,16 +66,24 @@ def run(
     plan = build_plan(opts, env_seed=cfg.seed)
     if dry_run:
         _print_matrix(plan)
+        _print_not_run(plan)
         return 0
     summary = execute(plan, cfg, output_dir=output_dir, resume=resume, command_line=["scfm-bench", *sys.argv[1:]])
     _print_summary(summary)
+    _print_not_run(plan)
     return summary.exit_code
+
+
+def _print_not_run(plan) -> None:
+    """What the suite holds that this run could not use (a task on a dataset it does not fit), and why."""
+    for line in plan.skipped:
+        err_console().print(f"  not run: {line}", highlight=False, markup=False)
 
 
 def _print_matrix(plan) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{len(plan.cells)} cells (suite: {plan.suite.root})")
+    table = Table(title=f"{plural(len(plan.cells), 'cell')} (suite: {plan.suite.root})")
     for col in ("task", "dataset", "model", "seed", "metric suite"):
         table.add_column(col)
     for c in plan.cells:

@@ -73,6 +73,12 @@ class Catalogue(_Strict):
     datasets: dict[str, DatasetEntry]
 
 
+def split_model_ref(ref: str) -> tuple[str, str]:
+    """``"precomputed:mine"`` -> ``("precomputed", "mine")`` (adapter key, instance name); ``"pca"`` -> ``("pca", "pca")``."""
+    key, _, name = ref.partition(":")
+    return key, name or key
+
+
 class TaskConfig(_Strict):
     """One benchmark task instance (tasks/<name>.yaml)."""
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from scfm_bench.config.schemas import Catalogue, MetricSuite, TaskConfig
+from scfm_bench.config.schemas import Catalogue, MetricSuite, TaskConfig, split_model_ref
 from scfm_bench.exceptions import ConfigError, ScfmBenchError
 
 M = TypeVar("M", bound=BaseModel)
@@ -173,15 +173,19 @@ def cross_check(suite: Suite) -> list[str]:
         for d in tc.datasets:
             if d not in suite.catalogue.datasets:
                 problems.append(f"{where}: dataset {d!r} is not in datasets.yaml.")
+        instances = {}  # model_params keys: adapter keys, or NAME of an ADAPTER:NAME model
         for m in tc.models if task_cls.uses_embedding else []:  # direct tasks check their predictors in the plan
-            if m not in ADAPTERS:
-                problems.append(f"{where}: {ADAPTERS._unknown_message(m)}")
+            key, name = split_model_ref(m)
+            if key not in ADAPTERS:
+                problems.append(f"{where}: {ADAPTERS._unknown_message(key)}")
+            instances[name] = key
         for m, params in tc.model_params.items():
-            if m not in ADAPTERS:
+            key = instances.get(m, m)
+            if key not in ADAPTERS:
                 problems.append(f"{where}: model_params: {ADAPTERS._unknown_message(m)}")
                 continue
             try:
-                ADAPTERS.get(m).Params.model_validate(params)
+                ADAPTERS.get(key).Params.model_validate(params)
             except ValidationError as e:
                 problems.extend(f"{where}: model_params.{m}.{'.'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
     return problems

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Literal
 
 from scfm_bench.config.schemas import DatasetEntry, FieldMap
-from scfm_bench.data.read import read_var_names
+from scfm_bench.data.read import read_names
 
 logger = logging.getLogger(__name__)
 
+CELLXGENE_ONTOLOGY_KEY = "cell_type_ontology_term_id"  # CELLxGENE schema: every cell's Cell Ontology id
 _ENSEMBL = re.compile(r"ENS[A-Z]*G\d{11}(\.\d+)?")  # ENSG (human), ENSMUSG (mouse)...; optional version
 
 
@@ -27,15 +28,19 @@ def entry_from_h5ad(
     """Name (the file stem, snake_cased) and a ``file`` entry for ``path``.
 
     Without ``gene_id_namespace`` it is guessed from the gene names: ensembl when nearly all look like
-    Ensembl ids, else symbol. The content is validated by load_dataset, not here.
+    Ensembl ids, else symbol. Without ``ontology_key`` the CELLxGENE column ``cell_type_ontology_term_id``
+    is used when the file has it. The content is validated by load_dataset, not here.
     """
     path = Path(path).expanduser().resolve()
     name = snake_case(path.stem)
+    genes, obs_columns = read_names(path, name=name, counts_layer=counts_layer, fix="check the path of the file you passed")
     if gene_id_namespace is None:
-        fix = "check the path of the file you passed"
-        genes = read_var_names(path, name=name, counts_layer=counts_layer, fix=fix)
         gene_id_namespace = guess_gene_id_namespace(genes)
-        logger.info("dataset %r: gene ids look like %s (pass gene_id_namespace to override)", name, gene_id_namespace)
+        logger.info("dataset %r: gene ids look like %s", name, gene_id_namespace)
+    if ontology_key is None and CELLXGENE_ONTOLOGY_KEY in obs_columns:
+        ontology_key = CELLXGENE_ONTOLOGY_KEY
+        logger.info("dataset %r: Cell Ontology ids from obs[%r], the CELLxGENE standard column (--ontology-key overrides)",
+                    name, ontology_key)
     fields = FieldMap(
         label=label_key,
         batch=batch_key,

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 24  # values per scan step: bounds the temporaries on matrices with 10^9 stored values
+# Telling counts deposited as non-integers from log-transformed or normalised values (see _transformed_evidence):
+_MOSTLY_FRACTIONAL = 0.5  # share of stored values: below it, the data keep a count scale
+_LOG_SCALE_MAX = 30.0  # log1p, log2(x+1) of CPM, ... stay below; a real count matrix holds larger values
+_CONSTANT_TOTAL_RTOL = 1e-3  # sd / mean of cells' totals under which they count as normalised to one total
+_SAMPLE_CELLS = 2000  # cells whose totals are inspected (evenly spaced through the matrix)
 _CL_PATTERN = r"CL:\d{7}"
 _FIELD_FLAGS = {"label": "--label-key", "batch": "--batch-key", "ontology_id": "--ontology-key",
                 "continuous": "a datasets.yaml entry"}
@@ -33,37 +38,99 @@ def check_counts(adata: AnnData, *, name: str, counts_layer: str, non_integer: s
 
     With ``non_integer="round"`` (an explicit opt-in in the field map) fractional counts are rounded
     and the number of changed values is logged and kept in ``uns["scfm_bench_counts_rounded"]``.
+    Rounding is only for counts deposited as non-integers: values that look log-transformed or
+    normalised are refused whatever the setting, since rounding them cannot recover counts.
     """
     data = adata.X.data
-    if non_integer == "round" and not np.issubdtype(data.dtype, np.integer):
-        fractional = np.isfinite(data) & (data != np.floor(data))
-        n = int(fractional.sum())
-        if n:
-            logger.warning("dataset %r: rounding %d non-integer counts (fields.non_integer_counts: round)", name, n)
-            data[:] = np.floor(data + 0.5)
-        adata.uns["scfm_bench_counts_rounded"] = n
+    found, example, vmax = _scan_values(data)
+    if found["negative"] or found["non-finite"]:
+        raise DataError(_not_counts(name, counts_layer, found, data.size, example) + ".")
+    if not found["fractional"]:
+        return
+    transformed = _transformed_evidence(adata.X, share=found["fractional"] / data.size, vmax=vmax)
+    if transformed:
+        rounding = ("Rounding (--round-counts, fields.non_integer_counts: round) is only for counts deposited as "
+                    "non-integers; it cannot recover counts from these. " if non_integer == "round" else "")
+        raise DataError(
+            f"dataset {name!r}: counts layer {counts_layer!r} looks log-transformed or normalised, not raw counts: "
+            f"{found['fractional']:,} of {data.size:,} stored values ({found['fractional'] / data.size:.0%}) are fractional "
+            f"(e.g. {example!r}) and {transformed}. {rounding}"
+            f"Fix: {COUNTS_FIX} (raw counts are often kept in layers['counts'] or raw.X)."
+        )
+    if non_integer == "round":
+        logger.warning("dataset %r: rounding %d non-integer counts (fields.non_integer_counts: round)", name,
+                       found["fractional"])
+        data[:] = np.floor(data + 0.5)
+        adata.uns["scfm_bench_counts_rounded"] = found["fractional"]
+        return
+    raise DataError(
+        _not_counts(name, counts_layer, found, data.size, example) + "; or, for counts deposited as non-integers "
+        "(a count scale with some fractional values, as some plate-based protocols deposit them), set "
+        "fields.non_integer_counts: round (--round-counts)."
+    )
+
+
+def _scan_values(data: np.ndarray) -> tuple[dict[str, int], float | None, float]:
+    """Counts of negative, non-finite and fractional values, an example (a negative or non-finite one
+    first), and the largest finite value."""
+    found = {"negative": 0, "non-finite": 0, "fractional": 0}
+    examples: dict[str, float] = {}
+    vmax = -np.inf
     integer = np.issubdtype(data.dtype, np.integer)
-    found = {"fractional": 0, "negative": 0, "non-finite": 0}
-    example = None
     for start in range(0, data.size, _CHUNK):
         chunk = data[start : start + _CHUNK]
         kinds = {"negative": chunk < 0}
         if not integer:
             finite = np.isfinite(chunk)
             kinds |= {"non-finite": ~finite, "fractional": finite & (chunk != np.floor(chunk))}
+            vmax = max(vmax, float(chunk[finite].max(initial=-np.inf)))
         for kind, bad in kinds.items():
             n_bad = int(bad.sum())
             found[kind] += n_bad
-            if n_bad and example is None:
-                example = chunk[np.argmax(bad)].item()
-    if example is not None:
-        what = ", ".join(f"{n:,} {kind}" for kind, n in found.items() if n)
-        raise DataError(
-            f"dataset {name!r}: counts layer {counts_layer!r} does not hold raw integer counts: {what} of "
-            f"{data.size:,} stored values (e.g. {example!r}). Models and baselines here need raw counts, not "
-            f"normalised or log values. Fix: {COUNTS_FIX}; or, for counts deposited as non-integers, set "
-            f"fields.non_integer_counts: round (--round-counts)."
-        )
+            if n_bad and kind not in examples:
+                examples[kind] = chunk[np.argmax(bad)].item()
+    return found, next((examples[k] for k in found if k in examples), None), vmax
+
+
+def _not_counts(name: str, counts_layer: str, found: dict[str, int], size: int, example) -> str:
+    what = ", ".join(f"{n:,} {kind}" for kind, n in found.items() if n)
+    return (
+        f"dataset {name!r}: counts layer {counts_layer!r} does not hold raw integer counts: {what} of {size:,} stored "
+        f"values (e.g. {example!r}). Models and baselines here need raw counts, not normalised or log values. "
+        f"Fix: {COUNTS_FIX}"
+    )
+
+
+def _transformed_evidence(X, *, share: float, vmax: float) -> str | None:
+    """Why mostly-fractional values look log-transformed or normalised rather than counts (None: they do not).
+
+    Counts deposited as non-integers keep a count scale: cells' totals vary with sequencing depth and
+    the largest values run into the hundreds. Normalised values share one total per cell (also after
+    expm1 for log1p data), and log-scale values stay below ``_LOG_SCALE_MAX``.
+    """
+    if share < _MOSTLY_FRACTIONAL:
+        return None
+    rows = X[np.unique(np.linspace(0, X.shape[0] - 1, min(X.shape[0], _SAMPLE_CELLS)).astype(int))]
+    totals = _constant_total(rows)
+    if totals is not None:
+        return f"every cell's values sum to {totals:,.6g} (normalised to a constant total per cell)"
+    if vmax <= _LOG_SCALE_MAX:
+        rows = rows.astype(np.float64)
+        rows.data = np.expm1(rows.data)
+        totals = _constant_total(rows)
+        if totals is not None:
+            return (f"expm1 of every cell's values sums to {totals:,.6g} (log1p of counts normalised to a constant "
+                    f"total per cell), the largest value being {vmax:.4g}")
+        return f"the largest value is {vmax:.4g}, a log scale (counts of real cells run far higher)"
+    return None
+
+
+def _constant_total(rows) -> float | None:
+    totals = np.asarray(rows.sum(axis=1), dtype=np.float64).ravel()
+    totals = totals[totals > 0]
+    if totals.size < 2 or totals.std() > _CONSTANT_TOTAL_RTOL * totals.mean():
+        return None
+    return float(totals.mean())
 
 
 def set_gene_ids(adata: AnnData, *, name: str, fields: FieldMap) -> None:

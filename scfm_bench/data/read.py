@@ -39,12 +39,13 @@ def read_counts_h5ad(path: Path, *, name: str, counts_layer: str, fix: str) -> A
         backed.file.close()
 
 
-def read_var_names(path: Path, *, name: str, counts_layer: str, fix: str) -> list[str]:
-    """The gene names that go with ``counts_layer`` (raw.var for raw.X), without loading any matrix."""
+def read_names(path: Path, *, name: str, counts_layer: str, fix: str) -> tuple[list[str], list[str]]:
+    """The gene names that go with ``counts_layer`` (raw.var for raw.X) and the obs column names,
+    without loading any matrix."""
     backed = _open_backed(path, name=name, fix=fix)
     try:
         _, var = _counts_matrix(backed, path=path, name=name, counts_layer=counts_layer)
-        return var.index.astype(str).tolist()
+        return var.index.astype(str).tolist(), [str(c) for c in backed.obs.columns]
     finally:
         backed.file.close()
 

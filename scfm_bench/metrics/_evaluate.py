@@ -38,11 +38,18 @@ class Outcome:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+# dataset columns a metric may need, and the flag (or datasets.yaml field) that declares each
+_PROVIDED_BY = {"labels": "--label-key (fields.label)", "batch": "--batch-key (fields.batch)",
+                "ontology_ids": "--ontology-key (fields.ontology_id)"}
+
+
 def _precondition(m: Metric, inputs: MetricInputs) -> str | None:
     spec = m.spec
     for name in spec.inputs:
         if name in OPTIONAL_INPUTS and name not in spec.optional and getattr(inputs, name) is None:
-            return f"needs {name}, which this dataset/task does not provide"
+            how = _PROVIDED_BY.get(name)
+            return (f"needs {name}, which this dataset does not declare; give {how}" if how
+                    else f"needs {name}, which this dataset/task does not provide")
     if spec.min_batches > 1:
         n = len(np.unique(inputs.batch))
         if n < spec.min_batches:

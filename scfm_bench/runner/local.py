@@ -39,7 +39,7 @@ class RunSummary:
 
 
 def _adapter(plan: Plan, cell: Cell, settings: Settings) -> Adapter:
-    cls = ADAPTERS.get(cell.model)
+    cls = ADAPTERS.get(plan.adapter_key(cell.model))
     return cls(plan.model_params[cell.task][cell.model], seed=cell.seed, model_dir=settings.model_dir)
 
 
@@ -138,7 +138,7 @@ def execute(plan: Plan, settings: Settings, *, output_dir: Path, resume: bool = 
 
 def _run_group(plan, adapter, cells, data, sha, cache, device, settings, writer, summary) -> None:
     log.info("embedding %s with %s (seed %d)", cells[0].dataset, adapter.key, adapter.seed)
-    stamp = dict(run_id=writer.dir.name, dataset=cells[0].dataset, model=adapter.key, seed=adapter.seed,
+    stamp = dict(run_id=writer.dir.name, dataset=cells[0].dataset, model=cells[0].model, seed=adapter.seed,
                  dataset_sha256=sha, adapter_version=adapter.version, weights_id=adapter.weights_id)
     try:
         emb = embed(adapter, data.adata, dataset_sha256=sha, cache=cache, device=device, batch_size=settings.batch_size)

@@ -68,8 +68,63 @@ def test_report_on_corrupt_results_exit_2(tmp_path):
 
 
 def test_info_json():
-    r = cli("info", "--json")
+    r = cli("info", "--format", "json")
     assert r.returncode == 0 and json.loads(r.stdout)["device_resolved"] == "cpu"
+
+
+def test_version():
+    from scfm_bench import __version__
+
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"scfm-bench {__version__}"
+
+
+@pytest.mark.parametrize("args", [("list", "models"), ("info",), ("validate",)])
+def test_format_json_and_out_file(args, tmp_path):
+    """One way to ask for JSON (--format json) and one to write a file (--out), in every command that prints data."""
+    out = tmp_path / "x" / "out.json"
+    r = cli(*args, "--format", "json", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "" and f"wrote {out}" in r.stderr
+    assert json.loads(out.read_text())
+    table = tmp_path / "table.txt"
+    assert cli(*args, "--out", str(table), cwd=tmp_path).returncode == 0 and table.read_text().strip()
+
+
+def test_list_takes_singular_words(tmp_path):
+    assert json.loads(cli("list", "model", "--format", "json", cwd=tmp_path).stdout) == \
+        json.loads(cli("list", "models", "--format", "json", cwd=tmp_path).stdout)
+    r = cli("list", "modles", cwd=tmp_path)
+    assert r.returncode == 2 and "list one of models, tasks, metrics, datasets" in r.stderr
+
+
+def test_validate_json_lists_problems_and_exits_2(tmp_path):
+    (tmp_path / "datasets.yaml").write_text("version: 1\ndatasets: {}\n")
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "t.yaml").write_text("task: zero_shot_clustering\ndatasets: [nope]\nmodels: [pca]\n")
+    r = cli("validate", "--format", "json", cwd=tmp_path)
+    data = json.loads(r.stdout)
+    assert r.returncode == 2 and data["valid"] is False and any("'nope'" in p for p in data["problems"])
+
+
+def test_singular_words_and_batch_size_on_run(tmp_path):
+    r = cli("run", "--task", "zero_shot_clustering", "--model", "pca", "--batch-size", "8", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "1 cell (suite:" in r.stdout and "1 cells" not in r.stdout
+    r = cli("run", "--batch-size", "0", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 2 and "batch_size" in r.stderr
+
+
+def test_pyproject_licence_is_an_spdx_expression_without_deprecation_warnings():
+    """setuptools deprecates the `license = {text = ...}` table; with warnings as errors the metadata still applies."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("from setuptools.dist import Distribution; from setuptools.config.pyprojecttoml import apply_configuration;"
+            "d = apply_configuration(Distribution(), 'pyproject.toml'); print(d.metadata.license_expression, d.metadata.license_files)")
+    r = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "MIT ['LICENSE']" and (root / "LICENSE").is_file()
 
 
 @pytest.mark.parametrize("content, message", [

@@ -198,10 +198,14 @@ def test_entry_from_h5ad(tiny_adata, tmp_path):
     assert name == "my_pbmc_data_v2"
     assert entry.source == "file" and entry.path == str(path.resolve())
     assert entry.fields.label == "cell_type" and entry.fields.gene_id_namespace == "symbol"
+    assert entry.fields.ontology_id == "cell_type_ontology_term_id"  # the CELLxGENE column, found without asking
+    assert entry_from_h5ad(path, ontology_key="cell_type")[1].fields.ontology_id == "cell_type"  # the flag wins
     adata.var_names = [f"ENSG{j:011d}" for j in range(adata.n_vars)]
+    del adata.obs["cell_type_ontology_term_id"]
     adata.write_h5ad(tmp_path / "ensemblKeyed.h5ad")
     name, entry = entry_from_h5ad(tmp_path / "ensemblKeyed.h5ad")
     assert name == "ensembl_keyed" and entry.fields.gene_id_namespace == "ensembl"
+    assert entry.fields.ontology_id is None
     with pytest.raises(DataError, match="does not exist"):
         entry_from_h5ad(tmp_path / "absent.h5ad")
 
