@@ -2,7 +2,9 @@
 
 Only the newest record per key counts. A metric cell holds the mean (and sd, n) over seeds of the
 ok values; failed and skipped records never become numbers but always show up, with their reasons,
-as a row status and in the long format.
+as a row status and in the long format. A model without an ok ranking score in every seed the table
+ran is ``incomplete`` (its mean covers fewer seeds, so it is not comparable): it is ranked after
+every complete model, and the reason names the seeds it lacks.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ LONG_COLUMNS = (
     "status",
     "reason",
     "rank",
+    "model_status",
 )
-_STATUS_ORDER = {"ok": 0, "partial": 1, "skipped": 2, "failed": 3}
+_STATUS_ORDER = {"ok": 0, "partial": 1, "incomplete": 2, "skipped": 3, "failed": 4}
 
 
 @dataclass(frozen=True)
@@ -246,7 +249,16 @@ def _build_table(task: str, dataset: str, records: list[MetricResult]) -> Table:
 
     ranked_by, score, higher = _primary_score(task, dataset, records, columns, frame)
     score = score.where(~frame["status"].isin(["failed", "skipped"]))
-    frame.insert(0, "rank", score.rank(method="min", ascending=not higher).astype("Int64"))
+    lacking = _missing_seeds(records, ranked_by if ranked_by in columns else None)
+    incomplete = frame["model"].map(lambda m: bool(lacking.get(m))) & score.notna()
+    for i in frame.index[incomplete]:
+        what = "; ".join(f"seed {s}: {why}" for s, why in lacking[frame.at[i, "model"]].items())
+        frame.at[i, "status"], frame.at[i, "reason"] = "incomplete", f"incomplete ({what})"
+    # complete models first; incomplete ones are ranked among themselves after them
+    complete_rank = score.where(~incomplete).rank(method="min", ascending=not higher)
+    later_rank = score.where(incomplete).rank(method="min", ascending=not higher) + complete_rank.notna().sum()
+    rank = complete_rank.fillna(later_rank)
+    frame.insert(0, "rank", rank.astype("Int64"))
     frame = frame.sort_values(
         ["rank", "status", "model"],
         key=lambda s: s.map(_STATUS_ORDER) if s.name == "status" else s,
@@ -264,6 +276,31 @@ def _build_table(task: str, dataset: str, records: list[MetricResult]) -> Table:
         ranked_by=ranked_by,
         min_max_scaled=None if scaled is None else bool(scaled),
     )
+
+
+def _missing_seeds(records: list[MetricResult], ranked_by: str | None) -> dict[str, dict[int, str]]:
+    """model -> {seed: why} for the seeds of this table where the model has no ok ranking value
+    (every metric counts when the table is ranked by their mean)."""
+    seeds = sorted({r.seed for r in records})
+    ok: dict[str, set[int]] = defaultdict(set)
+    why: dict[tuple[str, int], list[MetricResult]] = defaultdict(list)
+    columns = {column_id(r.metric, r.submetric) for r in records if r.metric != CELL_METRIC}
+    by_seed: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for r in records:
+        cid = column_id(r.metric, r.submetric)
+        if r.status == "ok" and (ranked_by is None or cid == ranked_by):
+            by_seed[(r.model, r.seed)].add(cid)
+        elif r.status != "ok":
+            why[(r.model, r.seed)].append(r)
+    for (model, seed), have in by_seed.items():
+        if (have == columns) if ranked_by is None else ranked_by in have:
+            ok[model].add(seed)
+    out: dict[str, dict[int, str]] = {}
+    for model in {r.model for r in records}:
+        lacking = {s: _reasons(why[(model, s)]) or "no records" for s in seeds if s not in ok[model]}
+        if lacking:
+            out[model] = lacking
+    return out
 
 
 def _primary_score(
@@ -312,4 +349,5 @@ def _long_rows(table: Table) -> Iterable[dict[str, object]]:
                 "status": cell.status,
                 "reason": cell.reason,
                 "rank": row.rank,
+                "model_status": row.status,
             }

@@ -12,7 +12,7 @@ from scfm_bench.leaderboard.views import View, footer, sections
 
 _CSS = """body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}td.t,th.t{text-align:left}th{background:#f3f3f3;cursor:pointer}
-tr.failed{color:#b00}tr.skipped{color:#a60}.note{color:#555;max-width:70em}.warn{color:#a60;font-weight:bold}
+tr.failed{color:#b00}tr.skipped,tr.incomplete{color:#a60}.note{color:#555;max-width:70em}.warn{color:#a60;font-weight:bold}
 footer{color:#777;font-size:12px;border-top:1px solid #ccc;margin-top:2em}img{max-width:100%}"""
 
 # click a header: sort by that column (numbers numerically, "—" last), click again to reverse

@@ -35,7 +35,8 @@ from scfm_bench.records import MetricResult, RunManifest, latest_per_key
 NEGATIVE_CONTROLS = ("random", "shuffled")
 POSITIVE_CONTROL = "label_onehot"
 SCORE_COLUMNS = ("task", "dataset", "model", "kind", "column", "family", "higher_is_better", "mean", "sd", "n",
-                 "ci_low", "ci_high", "min_max", "control_scaled", "status", "reason", "rank", "in_pretraining")
+                 "ci_low", "ci_high", "min_max", "control_scaled", "status", "reason", "rank", "model_status",
+                 "in_pretraining")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from rich.text import Text
 from scfm_bench.leaderboard.report import Report
 from scfm_bench.leaderboard.views import View, footer, sections
 
-_ROW_STYLE = {"failed": "red", "skipped": "yellow"}
+_ROW_STYLE = {"failed": "red", "skipped": "yellow", "incomplete": "yellow"}
 _FREE_TEXT = {"model", "status", "reason", "kind", "column", "resampled"}
 
 
