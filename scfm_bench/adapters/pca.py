@@ -18,6 +18,7 @@ class PCAParams(BaseModel):
 class PCA(Adapter):
     key = "pca"
     display_name = "PCA"
+    kind = "baseline"
     description = "First principal components of the log-normalised HVG expression."
     Params = PCAParams
 

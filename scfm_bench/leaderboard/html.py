@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from scfm_bench.leaderboard.figures import rank_heatmap, results_table
+from scfm_bench.leaderboard.figures import heatmap_names, rank_heatmap, results_table
 from scfm_bench.leaderboard.formats import TITLE
 from scfm_bench.leaderboard.report import Report
 from scfm_bench.leaderboard.views import View, footer, sections
@@ -40,8 +40,8 @@ def _table(view: View) -> str:
 
 def to_html(report: Report, *, figures: bool = True) -> str:
     parts = [f"<h1>{TITLE}</h1>"] + [f'<p class="warn">Warning: {escape(w)}</p>' for w in report.warnings]
-    if figures and report.tables:
-        parts.append(_img(rank_heatmap(report), "rank heatmap"))
+    if figures:
+        parts += [_img(rank_heatmap(report, family), f"rank heatmap, {family} tasks") for family in heatmap_names(report)]
     for s in sections(report):
         parts.append(f'<section><h2>{escape(s.title)}</h2>' + "".join(f'<p class="note">{escape(n)}</p>' for n in s.notes))
         parts += [_table(v) for v in s.views]

@@ -3,8 +3,9 @@
 On top of the per-(task, dataset) tables it adds, for every (task, dataset, model, column):
 
 - **min-max-scaled** scores: 0 = worst and 1 = best model on that dataset (direction-aware);
-- **control-scaled** scores: 0 = the mean of the negative controls present (``random``, ``shuffled``)
-  and 1 = the positive control (``label_onehot``); NaN unless both kinds ran;
+- **control-scaled** scores: 0 = the mean of the negative controls present (models of kind
+  ``control``: ``random``, ``shuffled``, the random-embedding probes) and 1 = the mean of the ceilings
+  (kind ``ceiling``: ``label_onehot``, ``noise_ceiling``); NaN unless both kinds ran;
 - **95 % bootstrap intervals** of the mean over seeds (percentile bootstrap, seeded; only with at
   least ``MIN_UNITS`` seeds);
 
@@ -32,8 +33,6 @@ from scfm_bench.leaderboard.build import CELL_METRIC, Leaderboard, Table, build_
 from scfm_bench.leaderboard.stats import N_BOOT, bootstrap_mean_ci
 from scfm_bench.records import MetricResult, RunManifest, latest_per_key
 
-NEGATIVE_CONTROLS = ("random", "shuffled")
-POSITIVE_CONTROL = "label_onehot"
 SCORE_COLUMNS = ("task", "dataset", "model", "kind", "column", "family", "higher_is_better", "mean", "sd", "n",
                  "ci_low", "ci_high", "min_max", "control_scaled", "status", "reason", "rank", "model_status",
                  "in_pretraining")
@@ -85,7 +84,7 @@ class Report:
     leaderboard: Leaderboard
     scores: pd.DataFrame  # SCORE_COLUMNS
     comparisons: tuple[Comparison, ...]
-    overall: pd.DataFrame  # one row per model: ranking score per (task, dataset), mean rank
+    overall: dict[str, pd.DataFrame]  # per task family: one row per model, ranking score per (task, dataset), mean rank
     kinds: dict[str, str]
     weights: dict[tuple[str, str], str]  # (task, dataset) -> how its aggregates are computed
     leakage: frozenset[tuple[str, str]]  # (model, dataset) pairs where pretraining saw the dataset
@@ -98,20 +97,11 @@ class Report:
         return self.leaderboard.tables
 
 
-def default_kinds(models: list[str]) -> dict[str, str]:
-    """Adapter kinds (baseline / control / scfm / external) from the registry; unknown keys are 'external'."""
-    from scfm_bench.registry import ADAPTERS
-
-    return {m: ADAPTERS.get(m).kind if m in ADAPTERS else "external" for m in models}
-
-
 def build_report(records: list[MetricResult], manifests: list[RunManifest] = (), *,
                  kinds: Mapping[str, str] | None = None, n_boot: int = N_BOOT, seed: int = 0) -> Report:
-    lb = build_leaderboard(records)
+    lb = build_leaderboard(records, kinds)
     latest = latest_per_key(sorted(records, key=lambda r: r.created_at))
-    models = sorted({r.model for r in latest})
-    kinds = dict(kinds) if kinds is not None else default_kinds(models)
-    kinds = {m: kinds.get(m, "external") for m in models}
+    kinds = lb.kinds
     suites = _manifest_suites(manifests)
     leakage = frozenset((m, d) for d, entry in suites["datasets"].items() for m in entry.get("in_pretraining") or [])
 
@@ -190,18 +180,23 @@ def _scale(table: Table, kinds: dict[str, str]) -> dict[tuple[str, str], tuple[f
     out = {}
     frame = table.frame.set_index("model")
     for col in table.columns:
+        if col.is_count:  # a count is not a score: no scaled value
+            continue
         means = frame[col.id].astype(float)
         finite = means.dropna()
         lo, hi = (finite.min(), finite.max()) if len(finite) else (math.nan, math.nan)
-        neg = [means[m] for m in NEGATIVE_CONTROLS if m in means.index and kinds.get(m) == "control"]
-        neg_v = float(np.nanmean(neg)) if neg and not all(math.isnan(v) for v in neg) else math.nan
-        pos_v = means.get(POSITIVE_CONTROL, math.nan) if kinds.get(POSITIVE_CONTROL) == "control" else math.nan
+        neg_v, pos_v = (_mean_of(means, [m for m in means.index if kinds.get(m) == k]) for k in ("control", "ceiling"))
         for model, v in means.items():
             mm = math.nan if hi == lo or math.isnan(v) else ((v - lo) if col.higher_is_better else (hi - v)) / (hi - lo)
             # (v - neg) / (pos - neg) is direction-aware by itself: the positive control is the better end
             cs = math.nan if math.isnan(neg_v) or math.isnan(pos_v) or pos_v == neg_v else (v - neg_v) / (pos_v - neg_v)
             out[(model, col.id)] = (mm, cs)
     return out
+
+
+def _mean_of(means: pd.Series, models: list[str]) -> float:
+    values = means[models].dropna()
+    return float(values.mean()) if len(values) else math.nan
 
 
 def _key_seed(seed: int, *key: str) -> int:
@@ -269,17 +264,26 @@ def _metric_diffs(table: Table, per_seed, model: str, base: str, seed: int) -> l
     return out
 
 
-def _overall(lb: Leaderboard, kinds: dict[str, str]) -> pd.DataFrame:
-    """Models × (task · dataset) ranking scores, with the mean rank over the tables a model is ranked in."""
+def _overall(lb: Leaderboard, kinds: dict[str, str]) -> dict[str, pd.DataFrame]:
+    """Per task family with at least two tables: its models × (task · dataset) ranking scores, with the
+    mean rank over the tables a model is ranked in. Families never share a table: a perturbation
+    predictor and an embedding model are not ranked against each other."""
+    families: dict[str, dict[tuple[str, str], Table]] = defaultdict(dict)
+    for key, t in lb.tables.items():
+        families[t.family][key] = t
+    return {f: _overall_frame(tables, kinds) for f, tables in sorted(families.items()) if len(tables) > 1}
+
+
+def _overall_frame(tables: dict[tuple[str, str], Table], kinds: dict[str, str]) -> pd.DataFrame:
     scores: dict[str, dict[str, float]] = defaultdict(dict)
     ranks: dict[str, list[int]] = defaultdict(list)
-    for (task, dataset), t in lb.tables.items():
+    for (task, dataset), t in tables.items():
         label = f"{task} · {dataset}"
         for row in t.frame.itertuples(index=False):
             scores[row.model][label] = getattr(row, t.ranked_by) if t.ranked_by in t.frame else math.nan
             if not pd.isna(row.rank):
                 ranks[row.model].append(int(row.rank))
-    labels = [f"{task} · {dataset}" for task, dataset in lb.tables]
+    labels = [f"{task} · {dataset}" for task, dataset in tables]
     frame = pd.DataFrame(
         [{"model": m, "kind": kinds.get(m, "external"), **{lab: s.get(lab, math.nan) for lab in labels},
           "mean_rank": float(np.mean(ranks[m])) if ranks[m] else math.nan, "ranked_in": len(ranks[m])}

@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from scfm_bench.leaderboard.build import EFFICIENCY, Table
+from scfm_bench.leaderboard.build import EFFICIENCY, REFERENCE_KINDS, Table
 from scfm_bench.leaderboard.export import MISSING, caption, display_header, display_rows, header
 from scfm_bench.leaderboard.report import Report, best_baseline
 from scfm_bench.leaderboard.stats import MIN_UNITS
 
 LEAK = "†"
+REFERENCE_NOTE = "ref: a control or ceiling (declared kind), shown for reference and never ranked."
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,26 @@ def _ci(lo: float, hi: float) -> str:
 
 
 def sections(report: Report) -> list[Section]:
-    out = [overall_section(report)] if len(report.tables) > 1 else []
+    out = [overall_section(report, family) for family in report.overall]
     return out + [dataset_section(report, key, t) for key, t in report.tables.items()]
 
 
-def overall_section(report: Report) -> Section:
-    f = report.overall
+def overall_title(report: Report, family: str) -> str:
+    return "Overall" if len(report.overall) == 1 else f"Overall · {family}"
+
+
+def overall_section(report: Report, family: str) -> Section:
+    f = report.overall[family]
     labels = [c for c in f.columns if c not in ("model", "kind", "mean_rank", "ranked_in")]
     rows = [[r["model"], r["kind"], *(_num(r[lab]) for lab in labels), _num(r["mean_rank"], "{:.2f}"), str(r["ranked_in"])]
             for _, r in f.iterrows()]
-    note = "Each dataset column is the score that ranks that table; mean rank is over the tables a model is ranked in."
-    return Section("Overall", [note], [View("Overall", ["model", "kind", *labels, "mean rank", "ranked in"], rows)])
+    notes = ["Each dataset column is the score that ranks that table; mean rank is over the tables a model is ranked in."]
+    if len(report.overall) > 1:
+        notes.append(f"Only {family} tasks: models of different task families are never ranked against each other.")
+    if any(k in REFERENCE_KINDS for k in f["kind"]):
+        notes.append(REFERENCE_NOTE)
+    title = overall_title(report, family)
+    return Section(title, notes, [View(title, ["model", "kind", *labels, "mean rank", "ranked in"], rows)])
 
 
 def dataset_section(report: Report, key: tuple[str, str], table: Table) -> Section:
@@ -87,7 +97,7 @@ def dataset_section(report: Report, key: tuple[str, str], table: Table) -> Secti
 
     order = list(table.frame["model"])
     for attr, title in (("min_max", "Min-max-scaled (0 = worst, 1 = best model here)"),
-                        ("control_scaled", "Control-scaled (0 = negative controls, 1 = label one-hot)")):
+                        ("control_scaled", "Control-scaled (0 = negative controls, 1 = ceilings)")):
         values = {k: getattr(v, attr) for k, v in by_cell.items()}
         if any(not math.isnan(v) for v in values.values()):
             views.append(View(title, ["model", *(header(c) for c in table.columns)],
@@ -100,6 +110,8 @@ def dataset_section(report: Report, key: tuple[str, str], table: Table) -> Secti
                            for c in comps.values()]))
 
     notes = [caption(table)]
+    if table.references:
+        notes.append(REFERENCE_NOTE)
     if report.weights.get(key):
         notes.append(report.weights[key])
     if ranked:

@@ -44,6 +44,7 @@ class MetricSpec:
     inputs: tuple[Input, ...]
     citation: str
     outputs: tuple[str, ...] | None = None  # for functions returning several values
+    counts: tuple[str, ...] = ()  # outputs that are counts: reported as counts, never scaled or aggregated
     min_batches: int = 1
     min_cells_per_label: int = 1
     optional: tuple[Input, ...] = ()  # inputs the function accepts as None

@@ -97,14 +97,15 @@ def evaluate_suite(suite: MetricSuite, inputs: MetricInputs) -> list[Outcome]:
                                             reason=f"{oid}: metric returned {value}", metric_s=elapsed, params=params))
                 else:
                     outcomes.append(Outcome(oid, e.family, m.spec.higher_is_better, float(value), metric_s=elapsed,
-                                            params=params))
+                                            params={**params, "count": True} if e.output in m.spec.counts else params))
     return outcomes
 
 
 def compute_aggregates(suite: MetricSuite, outcomes: list[Outcome]) -> list[Outcome]:
     """Aggregates over raw (unscaled) values; missing components make the aggregate skipped/failed."""
     by_id = {o.id: o for o in outcomes}
-    family_of = {m.id: m.family for m in suite.metrics}
+    # counts (e.g. the number of errors) are not scores: never averaged into a family aggregate
+    family_of = {m.id: m.family for m in suite.metrics if m.output not in METRICS.get(m.metric).spec.counts}
     out: list[Outcome] = []
     for agg in suite.aggregates:
         if agg.weights is not None:

@@ -91,6 +91,16 @@ class Perturbation(Task):
     default_suite = "perturbation"
 
     @staticmethod
+    def model_kind(model: str, params: PerturbationParams) -> str:
+        """What the leaderboard may rank: ceilings and the random-embedding probes are reference rows."""
+        emb = model.partition("_")[2] if model.partition("_")[0] in PROBES else None
+        if model in ("noise_ceiling", "replicate_ceiling"):
+            return "ceiling"
+        if emb == "random":
+            return "control"
+        return "baseline" if emb in (None, "pca") else "external" if emb in params.embeddings else "scfm"
+
+    @staticmethod
     def embedding_names(models: list[str]) -> set[str]:
         return {m.split("_", 1)[1] for m in models if m.split("_", 1)[0] in PROBES and m != "lin_pca"}
 

@@ -94,7 +94,7 @@ def test_markdown_holds_exactly_the_expected_cells(lb):
     # min-max over the models' means: ari 0.875 / 0.5, total 0.75 / 0.5
     assert tables["Min-max-scaled (0 = worst, 1 = best model here)"][1] == [
         ["pca", "0.000", "0.000"], ["scgpt", "1.000", "1.000"], ["geneformer", "—", "—"]]
-    assert "Control-scaled (0 = negative controls, 1 = label one-hot)" not in tables  # no controls ran
+    assert "Control-scaled (0 = negative controls, 1 = ceilings)" not in tables  # no controls ran
     notes, tables = md["annotation · lung"]
     assert notes[0] == "Ranked by the mean of the metrics (lower-is-better ones negated)."
     header, rows = tables["Scores (mean ± sd over seeds)"]
@@ -161,7 +161,7 @@ def test_json_is_structured_and_exact(lb):
         ("error", "metric", False),
         ("f1", "metric", True),
     ]
-    assert pbmc["ranked_by"] == "total" and pbmc["min_max_scaled"] is False
+    assert pbmc["ranked_by"] == "total" and pbmc["min_max_scaled"] is False and pbmc["family"] == "embedding"
     assert pbmc["columns"] == [
         {"id": "ari", "metric": "ari", "submetric": None, "family": "bio", "kind": "metric", "higher_is_better": True},
         {
@@ -179,6 +179,7 @@ def test_json_is_structured_and_exact(lb):
         {
             "rank": 1,
             "model": "pca",
+            "reference": False,
             "status": "ok",
             "reason": None,
             "seeds": 3,
@@ -194,6 +195,7 @@ def test_json_is_structured_and_exact(lb):
         {
             "rank": 2,
             "model": "scgpt",
+            "reference": False,
             "status": "incomplete",
             "reason": INCOMPLETE,
             "seeds": 2,
@@ -209,6 +211,7 @@ def test_json_is_structured_and_exact(lb):
         {
             "rank": None,
             "model": "geneformer",
+            "reference": False,
             "status": "skipped",
             "reason": "needs a GPU [cuda]",
             "seeds": 1,

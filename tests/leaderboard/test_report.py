@@ -12,7 +12,7 @@ from scfm_bench.leaderboard.stats import bootstrap_mean_ci
 from scfm_bench.records import RunManifest
 
 KINDS = {"pca": "baseline", "hvg": "baseline", "scgpt": "scfm", "random": "control", "shuffled": "control",
-         "label_onehot": "control"}
+         "label_onehot": "ceiling"}
 P = {"primary": "total", "min_max_scaled": False}
 
 
