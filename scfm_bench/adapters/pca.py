@@ -23,4 +23,6 @@ class PCA(Adapter):
     Params = PCAParams
 
     def embed_batch(self, adata) -> np.ndarray:
+        # the PCA ran in preprocessing, shared by every model: this call's time says nothing about PCA's cost
+        self.run_info = {"computed_in": "preprocessing (X_pca)"}
         return np.asarray(adata.obsm["X_pca"][:, : self.params.n_comps], dtype=np.float32)

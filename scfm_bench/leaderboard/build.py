@@ -94,6 +94,8 @@ class Table:
     cells: dict[tuple[str, str], Cell]
     ranked_by: str | None  # a column id; None = direction-signed mean of the metrics
     min_max_scaled: bool | None  # from the records' params; None when they do not say
+    # model -> where its embedding was computed when not in the timed embedding step (no timings shown)
+    untimed: dict[str, str] = field(default_factory=dict)
     family: str = ""  # task family (params task_family, else the task): only tables of one family compare
     references: frozenset[str] = frozenset()  # controls and ceilings: rows shown, never ranked
 
@@ -217,6 +219,8 @@ def _efficiency(records: list[MetricResult], field: str) -> float:
     ``cells_per_s`` is the cell count (params ``n_cells``) over the embedding wall time.
     """
     per_seed: dict[int, float] = {}
+    if field in ("embed_s", "cells_per_s") and _computed_in(records):
+        return math.nan
     for r in records:
         # the runner stamps a cached embedding with the timings of the run that computed it
         if field == "cells_per_s":
@@ -228,6 +232,12 @@ def _efficiency(records: list[MetricResult], field: str) -> float:
             continue
         per_seed[r.seed] = max(value, per_seed.get(r.seed, value))
     return statistics.fmean(per_seed.values()) if per_seed else math.nan
+
+
+def _computed_in(records: list[MetricResult]) -> str | None:
+    """Where the embedding was computed when the adapter says it was not in the timed step (pca: preprocessing)."""
+    return next((r.params["embedding_info"]["computed_in"] for r in reversed(records)
+                 if "computed_in" in (r.params.get("embedding_info") or {})), None)
 
 
 def _build_table(task: str, dataset: str, records: list[MetricResult], references: frozenset[str]) -> Table:
@@ -300,6 +310,7 @@ def _build_table(task: str, dataset: str, records: list[MetricResult], reference
         ranked_by=ranked_by,
         min_max_scaled=None if scaled is None else bool(scaled),
         family=_task_family(records),
+        untimed={m: where for m, recs in by_model.items() if (where := _computed_in(recs))},
         references=references & set(frame["model"]),
     )
 

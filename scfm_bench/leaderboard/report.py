@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scfm_bench.leaderboard.build import CELL_METRIC, Leaderboard, Table, build_leaderboard, column_id
+from scfm_bench.leaderboard.build import CELL_METRIC, REFERENCE_KINDS, Leaderboard, Table, build_leaderboard, column_id
 from scfm_bench.leaderboard.stats import N_BOOT, bootstrap_mean_ci
 from scfm_bench.records import MetricResult, RunManifest, latest_per_key
 
@@ -237,7 +237,7 @@ def _compare(table: Table, per_seed, kinds, n_boot: int, seed: int) -> list[Comp
     key = (table.task, table.dataset)
     out = []
     for model in table.frame["model"]:
-        if model == base or kinds.get(model) == "control":
+        if model == base or kinds.get(model) in REFERENCE_KINDS:
             continue
         a, b = per_seed.get((*key, model, col.id), {}), per_seed.get((*key, base, col.id), {})
         seeds = sorted(set(a) & set(b))

@@ -4,6 +4,7 @@ LaTeX, HTML) shows, decided once. Renderers only change the markup."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from scfm_bench.leaderboard.build import EFFICIENCY, REFERENCE_KINDS, Table
@@ -22,7 +23,6 @@ class View:
     rows: list[list[str]]
     statuses: list[str] = field(default_factory=list)  # per row: ok / partial / skipped / failed
     emphasis: frozenset[str] = frozenset()  # headers shown bold (aggregates)
-    compact: frozenset[str] | None = None  # headers kept when the full table is too wide
 
 
 @dataclass(frozen=True)
@@ -90,9 +90,9 @@ def dataset_section(report: Report, key: tuple[str, str], table: Table) -> Secti
         cells[1] = model + (f" {LEAK}" if model in leaks else "")
         rows.append(cells[:2 + n_cols] + add + cells[2 + n_cols:])
         statuses.append(status)
+    rows, footnotes = _footnote_reasons(rows, head.index("reason"))
     aggregates = frozenset(header(c) for c in table.columns if c.is_aggregate)
-    main = View("Scores (mean ± sd over seeds)", head, rows, statuses, aggregates,
-                compact=aggregates | {"rank", "model", *extra, "status", "reason"})
+    main = View("Scores (mean ± sd over seeds)", head, rows, statuses, aggregates)
     views = [main]
 
     order = list(table.frame["model"])
@@ -112,6 +112,8 @@ def dataset_section(report: Report, key: tuple[str, str], table: Table) -> Secti
     notes = [caption(table)]
     if table.references:
         notes.append(REFERENCE_NOTE)
+    notes += [f"{m}: embedding computed in {where}; embed_s and cells_per_s are not measured for it (—)."
+              for m, where in table.untimed.items()]
     if report.weights.get(key):
         notes.append(report.weights[key])
     if ranked:
@@ -125,7 +127,39 @@ def dataset_section(report: Report, key: tuple[str, str], table: Table) -> Secti
         notes.append(f"{LEAK} the model's pretraining corpus contains this dataset (datasets.yaml in_pretraining): "
                      "its scores may be inflated.")
     notes += [w for w in report.warnings if f"dataset {dataset!r}" in w]
+    notes += footnotes
     return Section(f"{task} · {dataset}", notes, views, key=key)
+
+
+_REASON = re.compile(r"^(\S+?): (.+)$", re.S)  # "<metric id>: <why>", as the metric evaluation writes them
+
+
+def _footnote_reasons(rows: list[list[str]], col: int) -> tuple[list[list[str]], list[str]]:
+    """A reason shared by several rows (e.g. a missing input skipping the same metrics for every model)
+    becomes one numbered note naming the metrics; the rows point to it with [n]."""
+    parsed = []
+    for row in rows:
+        parts = [] if row[col] == MISSING else row[col].split("; ")
+        parsed.append([(m.group(1), m.group(2)) if (m := _REASON.match(p)) else (None, p) for p in parts])
+    seen: dict[str, set[int]] = {}
+    for i, parts in enumerate(parsed):
+        for metric, why in parts:
+            if metric is not None:  # only per-metric reasons; others (incomplete seeds) stay in their row
+                seen.setdefault(why, set()).add(i)
+    shared = [why for why, where in seen.items() if len(where) > 1]
+    if not shared:
+        return rows, []
+    number = {why: k for k, why in enumerate(shared, 1)}
+    out = []
+    for row, parts in zip(rows, parsed):
+        kept = [f"[{number[why]}]" if metric is not None and why in number else p
+                for p, (metric, why) in zip(row[col].split("; "), parts)]
+        out.append(row[:col] + ["; ".join(dict.fromkeys(kept)) or MISSING] + row[col + 1:])
+    notes = []
+    for why in shared:
+        ids = dict.fromkeys(i for parts in parsed for i, w in parts if w == why and i)
+        notes.append(f"[{number[why]}] {', '.join(ids)}: {why}")
+    return out, notes
 
 
 def footer(report: Report) -> list[str]:

@@ -247,12 +247,14 @@ def _main_view(report, key=PBMC):
 
 
 def test_terminal_styles_failed_skipped_rows_and_aggregates(lb, rec):
-    table = _rich_table(_main_view(lb), "t", "")
+    view = _main_view(lb)
+    table = _rich_table(view, "t", "", list(range(len(view.header))))
     assert [row.style for row in table.rows] == [None, "yellow", "yellow"]
     assert {c.header: c.style for c in table.columns}["total ↑"] == "bold"
     assert not {c.header: c.style for c in table.columns}["ari ↑"]
     failed = build_report([rec("a", "*", status="failed", reason="bad", family=None)], kinds={})
-    assert [row.style for row in _rich_table(_main_view(failed), "t", "").rows] == ["red"]
+    view = _main_view(failed)
+    assert [row.style for row in _rich_table(view, "t", "", list(range(len(view.header)))).rows] == ["red"]
     assert dataset_section(failed, PBMC, failed.tables[PBMC]).notes[0] == "Unranked: no model has a score."
 
 
