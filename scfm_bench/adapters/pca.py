@@ -18,6 +18,7 @@ class PCAParams(BaseModel):
 class PCA(Adapter):
     key = "pca"
     display_name = "PCA"
+    version = "2"  # 2: run_info says the embedding is computed in preprocessing (cached metadata changed)
     kind = "baseline"
     description = "First principal components of the log-normalised HVG expression."
     Params = PCAParams

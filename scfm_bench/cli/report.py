@@ -36,11 +36,11 @@ def report(
 
     from scfm_bench.exceptions import ConfigError
     from scfm_bench.leaderboard import build_report, render_terminal, to_csv, to_json, to_latex, to_markdown
-    from scfm_bench.records import read_manifests, read_records
+    from scfm_bench.records import read_manifests, read_records, read_units
 
     if format is Format.html and out is None:
         raise ConfigError("--format html writes a file: pass --out PATH, e.g. --out report.html.")
-    rep = build_report(read_records(*results), read_manifests(*results))
+    rep = build_report(read_records(*results), read_manifests(*results), units=read_units(*results))
     if figures is not None:
         from scfm_bench.leaderboard.figures import write_figures
 

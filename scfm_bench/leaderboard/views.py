@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from scfm_bench.leaderboard.build import EFFICIENCY, REFERENCE_KINDS, Table
 from scfm_bench.leaderboard.export import MISSING, caption, display_header, display_rows, header
 from scfm_bench.leaderboard.report import Report, best_baseline
-from scfm_bench.leaderboard.stats import MIN_UNITS
+from scfm_bench.bootstrap import MIN_UNITS
 
 LEAK = "†"
 REFERENCE_NOTE = "ref: a control or ceiling (declared kind), shown for reference and never ranked."
@@ -68,7 +68,8 @@ def dataset_section(report: Report, key: tuple[str, str], table: Table) -> Secti
     task, dataset = key
     scores = report.scores[(report.scores["task"] == task) & (report.scores["dataset"] == dataset)]
     by_cell = {(r.model, r.column): r for r in scores.itertuples(index=False)}
-    comps = {c.model: c for c in report.comparisons if (c.task, c.dataset) == key}
+    paired = [c for c in report.comparisons if (c.task, c.dataset) == key]
+    comps = {c.model: c for c in paired if c.column == table.ranked_by}  # the "vs baseline" column
     base = best_baseline(table, report.kinds)
     leaks = {m for m in table.frame["model"] if (m, dataset) in report.leakage}
 
@@ -103,11 +104,11 @@ def dataset_section(report: Report, key: tuple[str, str], table: Table) -> Secti
             views.append(View(title, ["model", *(header(c) for c in table.columns)],
                               [[m, *(_num(values.get((m, c.id), math.nan)) for c in table.columns)] for m in order],
                               emphasis=aggregates))
-    if comps:
+    if paired:
         views.append(View(f"Paired comparison with the best baseline ({base})",
                           ["model", "column", "Δ vs baseline", "95% CI", "n", "resampled", "sig"],
                           [[c.model, c.column, f"{c.diff:+.3f}", _ci(c.ci_low, c.ci_high), str(c.n), c.unit, c.marker]
-                           for c in comps.values()]))
+                           for c in paired]))
 
     notes = [caption(table)]
     if table.references:
@@ -119,10 +120,12 @@ def dataset_section(report: Report, key: tuple[str, str], table: Table) -> Secti
     if ranked:
         notes.append(f"95% CI: percentile bootstrap of the mean over seeds ({report.n_boot} resamples, seeded); "
                      f"shown only with at least {MIN_UNITS} seeds.")
-    if comps:
-        notes.append(f"Δ: mean difference on {ranked} (positive = better than {base}). ▲/▼ the 95% bootstrap interval "
-                     "excludes 0; ≈ it covers 0; ? fewer than 3 paired units. Units are seeds when both ran ≥ 2 seeds, "
-                     "otherwise the direction-signed per-metric differences of the one shared seed.")
+    if paired:
+        notes.append(f"Δ: direction-signed difference of the means (positive = better than {base}), with the 95% "
+                     "percentile interval of that same statistic from a paired bootstrap of the units named under "
+                     "'resampled': the metric's cells, labels or perturbations (values stored beside the records), "
+                     f"else seeds. ▲/▼ the interval excludes 0; ≈ it covers 0; ? fewer than {MIN_UNITS} units "
+                     "(no interval is made up).")
     if leaks:
         notes.append(f"{LEAK} the model's pretraining corpus contains this dataset (datasets.yaml in_pretraining): "
                      "its scores may be inflated.")

@@ -162,6 +162,7 @@ def _run_group(plan, adapter, cells, data, sha, cache, device, settings, writer,
         except CellError as exc:
             outcomes = [Outcome("*", "", True, status=exc.status, reason=str(exc))]
         recs = [_record(o, c, suite_name, base_params, timings, stamp) for o in outcomes]
+        writer.write_units(c.task, c.dataset, c.model, c.seed, outcomes)
         _emit(writer, summary, recs)
         log.info("%s · %s · %s · seed %d: %d metrics", c.task, c.dataset, c.model, c.seed, len(recs))
 
@@ -209,6 +210,8 @@ def _run_direct(plan: Plan, cells: list[Cell], ds, prepared: dict, device, setti
                                      "kind": task.model_kind(m, plan.task_params[tname]), "task_family": task.key},
                              timings=timings, **stamp)
                 for m in models for o in res.outcomes[m]]
+        for m in models:
+            writer.write_units(tname, ds.name, m, seed, res.outcomes[m])
         _emit(writer, summary, recs)
         log.info("%s · %s · seed %d: %d predictors, %d records", tname, ds.name, seed, len(models), len(recs))
 

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from scfm_bench.leaderboard import build_report, render_terminal, to_csv, to_json, to_markdown
 from scfm_bench.leaderboard.report import SCORE_COLUMNS
-from scfm_bench.leaderboard.stats import bootstrap_mean_ci
+from scfm_bench.bootstrap import mean_ci
 from scfm_bench.leaderboard.terminal import _rich_table
 from scfm_bench.leaderboard.views import dataset_section
 
@@ -45,7 +45,7 @@ def lb(rec):
     return build_report(records, kinds={})  # no baselines or controls: no comparisons, no control scaling
 
 
-_LO, _HI = bootstrap_mean_ci([__import__("numpy").array([0.375, 0.5, 0.625])])[0]
+_LO, _HI = mean_ci([__import__("numpy").array([0.375, 0.5, 0.625])])[0]
 PCA_CI = f"[{_LO:.3f}, {_HI:.3f}]"
 INCOMPLETE = "incomplete (seed 1: NaN | inf in embedding; seed 2: no records)"
 # scgpt's better mean covers one of the three seeds: incomplete, ranked after pca
