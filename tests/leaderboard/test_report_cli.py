@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from rich.console import Console
 
 from scfm_bench.leaderboard import build_report, render_terminal
@@ -117,3 +118,25 @@ def test_report_out_says_where_it_wrote(rec, tmp_path):
         r = _cli("report", str(res), "--format", fmt, "--out", str(out))
         assert r.returncode == 0 and r.stdout == "" and out.stat().st_size > 0
         assert f"report ({fmt}) written to {out}" in " ".join(r.stderr.split())
+
+
+def _contains_estimates(comparisons):
+    with_interval = [c for c in comparisons if c["ci_low"] is not None]
+    assert all(c["ci_low"] <= c["diff"] <= c["ci_high"] for c in with_interval), with_interval
+    return with_interval
+
+
+@pytest.mark.slow
+def test_paired_intervals_on_real_cells_contain_their_estimates(shared_data, tmp_path):
+    """The run writes per-cell units; the report pairs pca and hvg on the same cells of a real file."""
+    r = _cli("run", "-o", str(tmp_path / "res"), "--dataset", str(shared_data / "pbmc_3chem_1k2.h5ad"), "--label-key",
+             "cell_type", "--batch-key", "batch", "--task", "zero_shot_clustering", "--model", "pca", "--model", "hvg",
+             "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert list((tmp_path / "res").glob("runs/*/units/zero_shot_clustering__pbmc_3chem_1k2__hvg__seed0.csv.gz"))
+    doc = json.loads(_cli("report", str(tmp_path / "res"), "--format", "json").stdout)
+    comps = {c["column"]: c for c in doc["comparisons"]}
+    assert comps["avg_bio"]["marker"] == "?" and comps["avg_bio"]["ci_low"] is None  # one seed, no units
+    asw = comps["asw_label"]
+    assert (asw["unit"], asw["n"]) == ("cells", 1200) and asw["marker"] in "▲▼≈"
+    assert _contains_estimates(doc["comparisons"]) == [asw]
