@@ -109,7 +109,7 @@ def results_table(report: Report, key: tuple[str, str], fmt: str = "png") -> byt
     fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1)), ax=ax, fraction=0.03, pad=0.02,
                  label="min-max-scaled (0 = worst, 1 = best here)")
     sizes = [Line2D([], [], ls="", marker="o", markersize=math.sqrt(30 + 220 * v), markerfacecolor=cmap(v),
-                    markeredgecolor="k", markeredgewidth=0.3, label=f"{v:g}") for v in (0, 0.5, 1)]
+                    markeredgecolor="k", markeredgewidth=0.3, label=f"{v:g}") for v in (0.0, 0.5, 1.0)]  # floats: an int indexes the LUT
     ax.legend(handles=sizes, title="scaled", loc="upper left", bbox_to_anchor=(1.12, 1.0), fontsize=7, title_fontsize=7,
               frameon=False, labelspacing=1.2)
     what = ["circles: metrics (raw value below)"]
