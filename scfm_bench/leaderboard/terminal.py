@@ -32,7 +32,7 @@ def render_terminal(report: Report, console: Console) -> None:
                 moved = [view.header[k] for p in parts[j + 1:] for k in p if view.header[k] not in _KEYS]
                 caption = note if j == 0 else ""
                 if moved:
-                    span = moved[0] if len(moved) == 1 else f"{moved[0]} … {moved[-1]} ({len(moved)} columns)"
+                    span = moved[0] if len(moved) == 1 else f"{moved[0]} to {moved[-1]} ({len(moved)} columns)"
                     caption += f" Too wide for the terminal: {span} continue in the next table."
                 console.print(_rich_table(view, title if j == 0 else f"{title} (continued)", caption, cols))
     for line in footer(report):

@@ -100,9 +100,10 @@ def dataset_section(report: Report, key: tuple[str, str], table: Table) -> Secti
     for attr, title in (("min_max", "Min-max-scaled (0 = worst, 1 = best model here)"),
                         ("control_scaled", "Control-scaled (0 = negative controls, 1 = ceilings)")):
         values = {k: getattr(v, attr) for k, v in by_cell.items()}
+        scaled = [c for c in table.columns if not c.is_count]  # counts are never scaled
         if any(not math.isnan(v) for v in values.values()):
-            views.append(View(title, ["model", *(header(c) for c in table.columns)],
-                              [[m, *(_num(values.get((m, c.id), math.nan)) for c in table.columns)] for m in order],
+            views.append(View(title, ["model", *(header(c) for c in scaled)],
+                              [[m, *(_num(values.get((m, c.id), math.nan)) for c in scaled)] for m in order],
                               emphasis=aggregates))
     if paired:
         views.append(View(f"Paired comparison with the best baseline ({base})",

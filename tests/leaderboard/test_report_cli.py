@@ -89,6 +89,8 @@ def test_counts_are_counts_and_untimed_pca_shows_no_speed(rec, tmp_path):
     assert cells["pca"][cols.index("embed_s")] == "—" and cells["pca"][cols.index("cells_per_s")] == "—"
     assert cells["harmony"][cols.index("cells_per_s")] == "500"
     assert "pca: embedding computed in preprocessing (X_pca); embed_s and cells_per_s are not measured for it (—)." in section
+    scaled = section.split("**Min-max-scaled")[1].split("**", 2)[1]
+    assert "silhouette_label" in scaled and "lcad_n_errors" not in scaled
 
 
 def test_shared_skip_reason_is_one_footnote(rec, tmp_path):
