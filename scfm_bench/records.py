@@ -5,6 +5,10 @@ Layout of a results directory::
 
     <output_dir>/runs/<run_id>/manifest.json
     <output_dir>/runs/<run_id>/records.jsonl
+    <output_dir>/runs/<run_id>/units/<task>__<dataset>__<model>__seed<seed>.csv.gz
+
+A units file holds, per metric of that matrix cell whose value is a mean over units (cells, labels,
+perturbations), the per-unit values: what paired bootstrap intervals in reports resample.
 """
 
 from __future__ import annotations
@@ -14,13 +18,17 @@ import os
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scfm_bench.exceptions import RecordsError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 SCHEMA_VERSION = 1
+UNIT_COLUMNS = ("task", "dataset", "model", "seed", "metric", "unit", "id", "value")
 Status = Literal["ok", "skipped", "failed"]
 
 
@@ -106,6 +114,26 @@ class RunWriter:
         tmp.write_text(manifest.model_dump_json(indent=2))
         os.replace(tmp, self.dir / "manifest.json")
 
+    def write_units(self, task: str, dataset: str, model: str, seed: int, outcomes) -> Path | None:
+        """The per-unit values of a matrix cell's ok outcomes (``Outcome.units``), one file per cell."""
+        import numpy as np
+        import pandas as pd
+
+        parts = [pd.DataFrame({"metric": o.id, "unit": o.units.kind, "id": np.asarray(o.units.ids).astype(str),
+                               "value": np.asarray(o.units.values, dtype=float)})
+                 for o in outcomes if o.units is not None and o.status == "ok"]
+        if not parts:
+            return None
+        frame = pd.concat(parts, ignore_index=True)
+        for i, (name, value) in enumerate((("task", task), ("dataset", dataset), ("model", model), ("seed", seed))):
+            frame.insert(i, name, value)
+        path = self.dir / "units" / f"{task}__{dataset}__{model}__seed{seed}.csv.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        frame.to_csv(tmp, index=False, compression="gzip")
+        os.replace(tmp, path)
+        return path
+
     def append(self, records: list[MetricResult]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         with self.records_path.open("a") as fh:
@@ -164,6 +192,16 @@ def read_manifests(*paths: Path) -> list[RunManifest]:
             except ValidationError as e:
                 raise RecordsError(f"{m}: invalid run manifest: {e.errors()[0]['msg']}") from None
     return out
+
+
+def read_units(*paths: Path) -> "pd.DataFrame":
+    """Every per-unit table beside the records under ``paths``: UNIT_COLUMNS plus ``run_id``."""
+    import pandas as pd
+
+    files = [u for p in paths for f in _record_files(p) for u in sorted((f.parent / "units").glob("*.csv.gz"))]
+    frames = [pd.read_csv(u, dtype={"id": str, "task": str, "dataset": str, "model": str, "metric": str})
+              .assign(run_id=u.parent.parent.name) for u in files]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*UNIT_COLUMNS, "run_id"])
 
 
 def latest_per_key(records: list[MetricResult]) -> list[MetricResult]:

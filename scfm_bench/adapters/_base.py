@@ -66,7 +66,8 @@ class Adapter:
     version: ClassVar[str] = "1"
     weights_id: ClassVar[str | None] = None
     licence: ClassVar[str] = "BSD-3-Clause"
-    kind: ClassVar[Literal["baseline", "control", "scfm", "external"]] = "baseline"
+    # what the leaderboard may rank: "control" (negative) and "ceiling" (positive) rows are references, never ranked
+    kind: ClassVar[Literal["baseline", "control", "ceiling", "scfm", "external"]] = "baseline"
     description: ClassVar[str] = ""
     input_spec: ClassVar[InputSpec] = InputSpec()
     Params: ClassVar[type[BaseModel]] = NoParams

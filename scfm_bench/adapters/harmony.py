@@ -19,6 +19,7 @@ class HarmonyParams(BaseModel):
 class Harmony(Adapter):
     key = "harmony"
     display_name = "Harmony"
+    kind = "baseline"
     description = "harmonypy on the 50-PC PCA, batch key as covariate."
     licence = "GPL-3.0 (harmonypy)"
     input_spec = InputSpec(needs_batch=True)

@@ -12,6 +12,7 @@ from scfm_bench.registry import ADAPTERS
 class HVG(Adapter):
     key = "hvg"
     display_name = "HVG expression"
+    kind = "baseline"
     description = "log1p(CP10k) expression of the highly variable genes (the zero-shot papers' HVG baseline)."
 
     def embed_batch(self, adata) -> np.ndarray:

@@ -18,7 +18,7 @@ NOISE_SD = 0.05
 class LabelOneHotControl(Adapter):
     key = "label_onehot"
     display_name = "Label one-hot (control)"
-    kind = "control"
+    kind = "ceiling"
     description = "One-hot of the cell-type labels plus N(0, 0.05²) noise, seeded: the positive control."
     input_spec = InputSpec(needs_label=True)
 

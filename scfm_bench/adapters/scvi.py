@@ -34,6 +34,7 @@ def scvi_epochs(n_cells: int, cap: int) -> int:
 class SCVI(Adapter):
     key = "scvi"
     display_name = "scVI"
+    kind = "baseline"
     version = "1"
     description = "scvi-tools SCVI (2 layers, 30 latent) trained on the HVG raw counts with the batch as covariate."
     input_spec = InputSpec(raw_counts=True, needs_batch=True)

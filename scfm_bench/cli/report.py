@@ -36,11 +36,11 @@ def report(
 
     from scfm_bench.exceptions import ConfigError
     from scfm_bench.leaderboard import build_report, render_terminal, to_csv, to_json, to_latex, to_markdown
-    from scfm_bench.records import read_manifests, read_records
+    from scfm_bench.records import read_manifests, read_records, read_units
 
     if format is Format.html and out is None:
         raise ConfigError("--format html writes a file: pass --out PATH, e.g. --out report.html.")
-    rep = build_report(read_records(*results), read_manifests(*results))
+    rep = build_report(read_records(*results), read_manifests(*results), units=read_units(*results))
     if figures is not None:
         from scfm_bench.leaderboard.figures import write_figures
 
@@ -50,10 +50,19 @@ def report(
         for w in rep.warnings:  # term shows them inline; files would bury them
             err_console().print(Text("warning: ", style="bold yellow") + Text(w))
     if format is Format.term:
-        render_terminal(rep, out_console())
+        if out is None:
+            render_terminal(rep, out_console())
+            return 0
+        from rich.console import Console
+
+        with out.open("w") as fh:
+            render_terminal(rep, Console(file=fh, width=240, soft_wrap=False))
+        err_console().print(f"report (term) written to {out}", highlight=False)
         return 0
     if format is Format.csv:
         to_csv(rep, sys.stdout if out is None else out)
+        if out is not None:
+            err_console().print(f"report (csv) written to {out}", highlight=False)
         return 0
     if format is Format.html:
         from scfm_bench.leaderboard.html import to_html
@@ -65,4 +74,5 @@ def report(
         typer.echo(text)
     else:
         out.write_text(text)
+        err_console().print(f"report ({format.value}) written to {out}", highlight=False)
     return 0

@@ -2,7 +2,9 @@
 
 A cell regresses when its direction-signed change is below -tolerance (absolute) or when it was ok
 and is now failed/skipped; it is missing when the baseline has it and the new records do not.
-Provenance changes (dataset hash, Cell Ontology version, package versions) are listed, never gating.
+Provenance changes (dataset hash, Cell Ontology version, package versions) are listed, never gating;
+package versions live in the run manifests, so without a manifest on both sides they are not compared
+(and the result says so rather than listing every package as changed).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class CompareResult:
     cells: tuple[CellChange, ...]
     provenance: tuple[str, ...]
     tolerance: float
+    not_compared: tuple[str, ...] = ()  # provenance that could not be compared, and why
 
     def count(self, status: str) -> int:
         return sum(c.status == status for c in self.cells)
@@ -87,8 +90,9 @@ def _provenance(base: list[MetricResult], new: list[MetricResult], bm: list[RunM
             out |= m.packages | {"scfm-bench": m.package_version}
         return out
 
-    pb, pn = packages(bm), packages(nm)
-    out += [f"package {k}: {pb.get(k)} -> {pn.get(k)}" for k in sorted(set(pb) | set(pn)) if pb.get(k) != pn.get(k)]
+    if bm and nm:
+        pb, pn = packages(bm), packages(nm)
+        out += [f"package {k}: {pb.get(k)} -> {pn.get(k)}" for k in sorted(set(pb) | set(pn)) if pb.get(k) != pn.get(k)]
     return out
 
 
@@ -107,7 +111,10 @@ def compare_records(base: list[MetricResult], new: list[MetricResult], *, tolera
     covered = {_cell_key(k) for k in b if k not in n and _cell_key(k) in whole}
     keys = [k for k in sorted(set(b) | set(n)) if k in b or not (k[3] == "*" and _cell_key(k) in covered)]
     cells = tuple(_classify(k, b.get(k), n.get(k) or whole.get(_cell_key(k)), tolerance) for k in keys)
-    return CompareResult(cells, tuple(_provenance(base, new, base_manifests, new_manifests)), tolerance)
+    missing = [side for side, ms in (("baseline", base_manifests), ("new", new_manifests)) if not ms]
+    not_compared = (f"package versions not compared: no run manifest (manifest.json) beside the {' and '.join(missing)} "
+                    "records",) if missing else ()
+    return CompareResult(cells, tuple(_provenance(base, new, base_manifests, new_manifests)), tolerance, not_compared)
 
 
 def to_junit(result: CompareResult) -> str:
@@ -121,5 +128,5 @@ def to_junit(result: CompareResult) -> str:
             ET.SubElement(case, "failure", message=f"{c.status}: {c.note or text}", type=c.status).text = text
         else:
             ET.SubElement(case, "system-out").text = text
-    ET.SubElement(suite, "system-out").text = "\n".join(result.provenance) or "provenance unchanged"
+    ET.SubElement(suite, "system-out").text = "\n".join(result.provenance + result.not_compared) or "provenance unchanged"
     return ET.tostring(suite, encoding="unicode", xml_declaration=True)

@@ -14,29 +14,31 @@ MISSING = "—"
 _EFFICIENCY_FORMAT = {"embed_s": "{:.2f}", "cells_per_s": "{:.0f}", "peak_ram_mb": "{:.0f}", "peak_gpu_mb": "{:.0f}"}
 
 
-def format_value(cell: Cell | None) -> str:
+def format_value(cell: Cell | None, count: bool = False) -> str:
     if cell is None or cell.n == 0:
         return MISSING
-    return f"{cell.mean:.3f}" + (f" ± {cell.sd:.3f}" if cell.n > 1 else "")
+    fmt = ("{:.0f}" if float(cell.mean).is_integer() else "{:.1f}") if count else "{:.3f}"
+    return fmt.format(cell.mean) + (f" ± {cell.sd:.{1 if count else 3}f}" if cell.n > 1 else "")
 
 
 def format_efficiency(name: str, value: float) -> str:
     return MISSING if math.isnan(value) else _EFFICIENCY_FORMAT[name].format(value)
 
 
-def format_rank(rank: Any) -> str:
-    return MISSING if pd.isna(rank) else str(int(rank))
+def format_rank(rank: Any, reference: bool = False) -> str:
+    return "ref" if reference else MISSING if pd.isna(rank) else str(int(rank))
 
 
 def header(column: Column) -> str:
-    return f"{column.id} {'↑' if column.higher_is_better else '↓'}"
+    return f"{column.id} {'↑' if column.higher_is_better else '↓'}" + (" (count)" if column.is_count else "")
 
 
 def caption(table: Table) -> str:
     if table.frame["rank"].isna().all():
         ranked = "Unranked: no model has a " + (f"{table.ranked_by} score." if table.ranked_by else "score.")
     elif table.ranked_by is None:
-        ranked = "Ranked by the mean of the metrics (lower-is-better ones negated)."
+        counts = "; counts left out" if any(c.is_count for c in table.columns) else ""
+        ranked = f"Ranked by the mean of the metrics (lower-is-better ones negated{counts})."
     else:
         direction = next((c.higher_is_better for c in table.columns if c.id == table.ranked_by), True)
         ranked = f"Ranked by {table.ranked_by} ({'higher' if direction else 'lower'} is better)."
@@ -48,9 +50,9 @@ def display_rows(table: Table) -> Iterator[tuple[str, list[str]]]:
     """(status, formatted cells) per model in rank order; the cells line up with ``display_header``."""
     for row in table.frame.itertuples(index=False):
         cells = [
-            format_rank(row.rank),
+            format_rank(row.rank, row.model in table.references),
             row.model,
-            *(format_value(table.cells.get((row.model, c.id))) for c in table.columns),
+            *(format_value(table.cells.get((row.model, c.id)), c.is_count) for c in table.columns),
             *(format_efficiency(f, getattr(row, f)) for f in EFFICIENCY),
             row.status,
             row.reason or MISSING,
@@ -79,7 +81,7 @@ def json_table(table: Table) -> dict[str, Any]:
             "metric": c.metric,
             "submetric": c.submetric,
             "family": c.family,
-            "kind": "aggregate" if c.is_aggregate else "metric",
+            "kind": "aggregate" if c.is_aggregate else "count" if c.is_count else "metric",
             "higher_is_better": c.higher_is_better,
         }
         for c in table.columns
@@ -88,6 +90,7 @@ def json_table(table: Table) -> dict[str, Any]:
         {
             "rank": None if pd.isna(row.rank) else int(row.rank),
             "model": row.model,
+            "reference": row.model in table.references,
             "status": row.status,
             "reason": row.reason,
             "seeds": int(row.seeds),
@@ -99,6 +102,7 @@ def json_table(table: Table) -> dict[str, Any]:
     return {
         "task": table.task,
         "dataset": table.dataset,
+        "family": table.family,
         "ranked_by": table.ranked_by,
         "min_max_scaled": table.min_max_scaled,
         "columns": columns,

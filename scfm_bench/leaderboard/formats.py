@@ -92,7 +92,8 @@ def _json_safe(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_json(report: Report) -> str:
-    overall = json.loads(report.overall.to_json(orient="records"))  # NaN -> null, numpy -> JSON numbers
+    # NaN -> null, numpy -> JSON numbers
+    overall = {f: json.loads(frame.to_json(orient="records")) for f, frame in report.overall.items()}
     doc = {
         "tables": [_scored_table(report, k) for k in report.tables],
         "comparisons": [_json_safe(asdict(c) | {"significant": c.significant, "marker": c.marker})

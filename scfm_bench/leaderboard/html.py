@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from scfm_bench.leaderboard.figures import rank_heatmap, results_table
+from scfm_bench.leaderboard.figures import heatmap_names, rank_heatmap, results_table
 from scfm_bench.leaderboard.formats import TITLE
 from scfm_bench.leaderboard.report import Report
 from scfm_bench.leaderboard.views import View, footer, sections
 
 _CSS = """body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}td.t,th.t{text-align:left}th{background:#f3f3f3;cursor:pointer}
-tr.failed{color:#b00}tr.skipped{color:#a60}.note{color:#555;max-width:70em}.warn{color:#a60;font-weight:bold}
+tr.failed{color:#b00}tr.skipped,tr.incomplete{color:#a60}.note{color:#555;max-width:70em}.warn{color:#a60;font-weight:bold}
 footer{color:#777;font-size:12px;border-top:1px solid #ccc;margin-top:2em}img{max-width:100%}"""
 
 # click a header: sort by that column (numbers numerically, "—" last), click again to reverse
@@ -40,8 +40,8 @@ def _table(view: View) -> str:
 
 def to_html(report: Report, *, figures: bool = True) -> str:
     parts = [f"<h1>{TITLE}</h1>"] + [f'<p class="warn">Warning: {escape(w)}</p>' for w in report.warnings]
-    if figures and report.tables:
-        parts.append(_img(rank_heatmap(report), "rank heatmap"))
+    if figures:
+        parts += [_img(rank_heatmap(report, family), f"rank heatmap, {family} tasks") for family in heatmap_names(report)]
     for s in sections(report):
         parts.append(f'<section><h2>{escape(s.title)}</h2>' + "".join(f'<p class="note">{escape(n)}</p>' for n in s.notes))
         parts += [_table(v) for v in s.views]

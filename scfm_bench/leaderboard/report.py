@@ -3,17 +3,19 @@
 On top of the per-(task, dataset) tables it adds, for every (task, dataset, model, column):
 
 - **min-max-scaled** scores: 0 = worst and 1 = best model on that dataset (direction-aware);
-- **control-scaled** scores: 0 = the mean of the negative controls present (``random``, ``shuffled``)
-  and 1 = the positive control (``label_onehot``); NaN unless both kinds ran;
+- **control-scaled** scores: 0 = the mean of the negative controls present (models of kind
+  ``control``: ``random``, ``shuffled``, the random-embedding probes) and 1 = the mean of the ceilings
+  (kind ``ceiling``: ``label_onehot``, ``noise_ceiling``); NaN unless both kinds ran;
 - **95 % bootstrap intervals** of the mean over seeds (percentile bootstrap, seeded; only with at
   least ``MIN_UNITS`` seeds);
 
-and, per model, a **paired comparison with the best baseline** on the ranking column. What is
-resampled is stated on each comparison: with >= 2 seeds both ran, the per-seed differences (seeds
-are the independent units; an interval needs >= MIN_UNITS of them); with one shared seed, the
-direction-signed per-metric differences (a profile over metrics, not a sampling distribution). Records hold one scalar per metric,
-so a bootstrap over cells or labels would need the runner to store per-cell (silhouette, LISI) or
-per-label (isolated labels, F1) values; it does not today.
+and, per model, a **paired comparison with the best baseline** on the ranking column and on every
+column with stored per-unit values: the direction-signed difference of the means and the 95 %
+percentile interval of that same statistic, bootstrapping units paired between the two models
+(``scipy.stats.bootstrap(paired=True)``, via scfm_bench.bootstrap). The unit is the metric's own
+(cells, labels, perturbations: the values the runner writes beside the records, whose mean is the
+metric), else the seeds when both models ran at least MIN_UNITS of them; otherwise there is no
+interval and the marker is "?" (a metric without units, e.g. an aggregate or NMI, on one seed).
 """
 
 from __future__ import annotations
@@ -28,14 +30,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scfm_bench.leaderboard.build import CELL_METRIC, Leaderboard, Table, build_leaderboard, column_id
-from scfm_bench.leaderboard.stats import N_BOOT, bootstrap_mean_ci
+from scfm_bench.bootstrap import N_BOOT, mean_ci, paired_mean_diff
+from scfm_bench.leaderboard.build import CELL_METRIC, REFERENCE_KINDS, Leaderboard, Table, build_leaderboard, column_id
 from scfm_bench.records import MetricResult, RunManifest, latest_per_key
 
-NEGATIVE_CONTROLS = ("random", "shuffled")
-POSITIVE_CONTROL = "label_onehot"
 SCORE_COLUMNS = ("task", "dataset", "model", "kind", "column", "family", "higher_is_better", "mean", "sd", "n",
-                 "ci_low", "ci_high", "min_max", "control_scaled", "status", "reason", "rank", "in_pretraining")
+                 "ci_low", "ci_high", "min_max", "control_scaled", "status", "reason", "rank", "model_status",
+                 "in_pretraining")
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class Comparison:
     """One model against the best baseline of a (task, dataset) on ``column``.
 
     ``diff`` is the mean direction-signed difference (positive: the model is better); the interval
-    is a 95 % percentile bootstrap over ``n`` paired ``unit`` s (seeds or metrics).
+    is a 95 % percentile bootstrap of that statistic over ``n`` paired ``unit`` s (cells, labels,
+    perturbations or seeds); NaN when there are fewer than MIN_UNITS.
     """
 
     task: str
@@ -84,7 +86,7 @@ class Report:
     leaderboard: Leaderboard
     scores: pd.DataFrame  # SCORE_COLUMNS
     comparisons: tuple[Comparison, ...]
-    overall: pd.DataFrame  # one row per model: ranking score per (task, dataset), mean rank
+    overall: dict[str, pd.DataFrame]  # per task family: one row per model, ranking score per (task, dataset), mean rank
     kinds: dict[str, str]
     weights: dict[tuple[str, str], str]  # (task, dataset) -> how its aggregates are computed
     leakage: frozenset[tuple[str, str]]  # (model, dataset) pairs where pretraining saw the dataset
@@ -97,20 +99,12 @@ class Report:
         return self.leaderboard.tables
 
 
-def default_kinds(models: list[str]) -> dict[str, str]:
-    """Adapter kinds (baseline / control / scfm / external) from the registry; unknown keys are 'external'."""
-    from scfm_bench.registry import ADAPTERS
-
-    return {m: ADAPTERS.get(m).kind if m in ADAPTERS else "external" for m in models}
-
-
-def build_report(records: list[MetricResult], manifests: list[RunManifest] = (), *,
+def build_report(records: list[MetricResult], manifests: list[RunManifest] = (), *, units: pd.DataFrame | None = None,
                  kinds: Mapping[str, str] | None = None, n_boot: int = N_BOOT, seed: int = 0) -> Report:
-    lb = build_leaderboard(records)
+    """``units``: the per-unit tables beside the records (``read_units``), resampled by the paired comparisons."""
+    lb = build_leaderboard(records, kinds)
     latest = latest_per_key(sorted(records, key=lambda r: r.created_at))
-    models = sorted({r.model for r in latest})
-    kinds = dict(kinds) if kinds is not None else default_kinds(models)
-    kinds = {m: kinds.get(m, "external") for m in models}
+    kinds = lb.kinds
     suites = _manifest_suites(manifests)
     leakage = frozenset((m, d) for d, entry in suites["datasets"].items() for m in entry.get("in_pretraining") or [])
 
@@ -120,7 +114,8 @@ def build_report(records: list[MetricResult], manifests: list[RunManifest] = (),
             per_seed[(r.task, r.dataset, r.model, column_id(r.metric, r.submetric))][r.seed] = r.value
 
     scores = _scores(lb, per_seed, kinds, leakage, n_boot, seed)
-    comparisons = tuple(c for t in lb.tables.values() for c in _compare(t, per_seed, kinds, n_boot, seed))
+    unit_index = _unit_index(latest, units)
+    comparisons = tuple(c for t in lb.tables.values() for c in _compare(t, per_seed, unit_index, kinds, n_boot, seed))
     weights = {key: _weights_caption(suites["metric_suites"].get(key[0])) for key in lb.tables}
     return Report(
         leaderboard=lb, scores=scores, comparisons=comparisons, overall=_overall(lb, kinds), kinds=kinds,
@@ -189,18 +184,23 @@ def _scale(table: Table, kinds: dict[str, str]) -> dict[tuple[str, str], tuple[f
     out = {}
     frame = table.frame.set_index("model")
     for col in table.columns:
+        if col.is_count:  # a count is not a score: no scaled value
+            continue
         means = frame[col.id].astype(float)
         finite = means.dropna()
         lo, hi = (finite.min(), finite.max()) if len(finite) else (math.nan, math.nan)
-        neg = [means[m] for m in NEGATIVE_CONTROLS if m in means.index and kinds.get(m) == "control"]
-        neg_v = float(np.nanmean(neg)) if neg and not all(math.isnan(v) for v in neg) else math.nan
-        pos_v = means.get(POSITIVE_CONTROL, math.nan) if kinds.get(POSITIVE_CONTROL) == "control" else math.nan
+        neg_v, pos_v = (_mean_of(means, [m for m in means.index if kinds.get(m) == k]) for k in ("control", "ceiling"))
         for model, v in means.items():
             mm = math.nan if hi == lo or math.isnan(v) else ((v - lo) if col.higher_is_better else (hi - v)) / (hi - lo)
             # (v - neg) / (pos - neg) is direction-aware by itself: the positive control is the better end
             cs = math.nan if math.isnan(neg_v) or math.isnan(pos_v) or pos_v == neg_v else (v - neg_v) / (pos_v - neg_v)
             out[(model, col.id)] = (mm, cs)
     return out
+
+
+def _mean_of(means: pd.Series, models: list[str]) -> float:
+    values = means[models].dropna()
+    return float(values.mean()) if len(values) else math.nan
 
 
 def _key_seed(seed: int, *key: str) -> int:
@@ -211,7 +211,7 @@ def _scores(lb: Leaderboard, per_seed, kinds, leakage, n_boot: int, seed: int) -
     long = lb.long[lb.long["column"] != CELL_METRIC].reset_index(drop=True)
     samples = [np.fromiter(per_seed.get((r.task, r.dataset, r.model, r.column), {}).values(), float)
                for r in long.itertuples(index=False)]
-    ci = bootstrap_mean_ci(samples, n_boot=n_boot, seed=seed) if len(long) else np.empty((0, 2))
+    ci = mean_ci(samples, n_boot=n_boot, seed=seed) if len(long) else np.empty((0, 2))
     scaled = {}
     for (task, dataset), t in lb.tables.items():
         scaled |= {(task, dataset, *k): v for k, v in _scale(t, kinds).items()}
@@ -232,53 +232,82 @@ def best_baseline(table: Table, kinds: dict[str, str]) -> str | None:
     return None if ranked.empty else str(ranked.iloc[0]["model"])
 
 
-def _compare(table: Table, per_seed, kinds, n_boot: int, seed: int) -> list[Comparison]:
+def _unit_index(latest: list[MetricResult], units: pd.DataFrame | None) -> dict[tuple, tuple[str, pd.Series]]:
+    """(task, dataset, model, seed, column) -> (unit kind, values by unit id), only from the run that
+    wrote the record the report shows (an older run's units never pair with a newer value)."""
+    if units is None or units.empty:
+        return {}
+    run_of = {(r.task, r.dataset, r.model, r.seed, r.metric): r.run_id for r in latest
+              if r.status == "ok" and r.submetric is None}
+    out = {}
+    for (task, dataset, model, seed, metric, run_id), g in units.groupby(
+            ["task", "dataset", "model", "seed", "metric", "run_id"], sort=False):
+        key = (task, dataset, model, int(seed), metric)
+        if run_of.get(key) == run_id:
+            out[key] = (str(g["unit"].iloc[0]), pd.Series(g["value"].to_numpy(float), index=g["id"].to_numpy()))
+    return out
+
+
+def _compare(table: Table, per_seed, unit_index, kinds, n_boot: int, seed: int) -> list[Comparison]:
+    """Each model against the best baseline: on the ranking column, and on every column whose
+    per-unit values the baseline stored."""
     base = best_baseline(table, kinds)
-    col = next((c for c in table.columns if c.id == table.ranked_by), None)
-    if base is None or col is None:
+    if base is None:
         return []
-    sign = 1.0 if col.higher_is_better else -1.0
     key = (table.task, table.dataset)
+    cols = [c for c in table.columns if c.id == table.ranked_by]
+    cols += [c for c in table.columns if c not in cols and any(k[:3] == (*key, base) and k[4] == c.id for k in unit_index)]
     out = []
     for model in table.frame["model"]:
-        if model == base or kinds.get(model) == "control":
+        if model == base or kinds.get(model) in REFERENCE_KINDS:
             continue
-        a, b = per_seed.get((*key, model, col.id), {}), per_seed.get((*key, base, col.id), {})
-        seeds = sorted(set(a) & set(b))
-        if not seeds:
-            continue
-        # the headline difference is on the ranking column, whatever the resampling unit
-        headline = float(np.mean([sign * (a[s] - b[s]) for s in seeds]))
-        if len(seeds) > 1:
-            unit, diffs = "seeds", [sign * (a[s] - b[s]) for s in seeds]
-        else:  # one shared seed: the profile of signed differences over the metrics both have
-            unit, diffs = "metrics", _metric_diffs(table, per_seed, model, base, seeds[0])
-        lo, hi = bootstrap_mean_ci([np.asarray(diffs, float)], n_boot=n_boot, seed=_key_seed(seed, *key, model))[0]
-        out.append(Comparison(*key, model, base, col.id, diff=headline, ci_low=float(lo), ci_high=float(hi), n=len(diffs), unit=unit))
+        for col in cols:
+            c = _paired(key, col, model, base, per_seed, unit_index, n_boot, _key_seed(seed, *key, model, col.id))
+            if c is not None:
+                out.append(c)
     return out
 
 
-def _metric_diffs(table: Table, per_seed, model: str, base: str, seed: int) -> list[float]:
-    key = (table.task, table.dataset)
-    out = []
-    for c in table.columns:
-        a, b = per_seed.get((*key, model, c.id), {}), per_seed.get((*key, base, c.id), {})
-        if not c.is_aggregate and seed in a and seed in b:
-            out.append((1.0 if c.higher_is_better else -1.0) * (a[seed] - b[seed]))
-    return out
+def _paired(key, col, model: str, base: str, per_seed, unit_index, n_boot: int, seed: int) -> Comparison | None:
+    """Direction-signed mean difference and its paired percentile-bootstrap interval. Resampled: the
+    metric's own units (cells, labels, perturbations; averaged over the seeds both ran), else the seeds
+    when both ran >= MIN_UNITS, else nothing (no interval: "?")."""
+    sign = 1.0 if col.higher_is_better else -1.0
+    a, b = per_seed.get((*key, model, col.id), {}), per_seed.get((*key, base, col.id), {})
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    ua, ub = ([unit_index.get((*key, m, s, col.id)) for s in seeds] for m in (model, base))
+    if all(u is not None for u in ua + ub):
+        both = pd.concat([pd.concat([u[1] for u in us], axis=1, join="inner").mean(axis=1) for us in (ua, ub)],
+                         axis=1, join="inner")
+        x, y, unit = both[0].to_numpy(), both[1].to_numpy(), f"{ua[0][0]}s"
+    else:
+        x, y, unit = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds]), "seeds"
+    diff, lo, hi = paired_mean_diff(sign * x, sign * y, n_boot=n_boot, seed=seed)
+    return Comparison(*key, model, base, col.id, diff=diff, ci_low=lo, ci_high=hi, n=len(x), unit=unit)
 
 
-def _overall(lb: Leaderboard, kinds: dict[str, str]) -> pd.DataFrame:
-    """Models × (task · dataset) ranking scores, with the mean rank over the tables a model is ranked in."""
+def _overall(lb: Leaderboard, kinds: dict[str, str]) -> dict[str, pd.DataFrame]:
+    """Per task family with at least two tables: its models × (task · dataset) ranking scores, with the
+    mean rank over the tables a model is ranked in. Families never share a table: a perturbation
+    predictor and an embedding model are not ranked against each other."""
+    families: dict[str, dict[tuple[str, str], Table]] = defaultdict(dict)
+    for key, t in lb.tables.items():
+        families[t.family][key] = t
+    return {f: _overall_frame(tables, kinds) for f, tables in sorted(families.items()) if len(tables) > 1}
+
+
+def _overall_frame(tables: dict[tuple[str, str], Table], kinds: dict[str, str]) -> pd.DataFrame:
     scores: dict[str, dict[str, float]] = defaultdict(dict)
     ranks: dict[str, list[int]] = defaultdict(list)
-    for (task, dataset), t in lb.tables.items():
+    for (task, dataset), t in tables.items():
         label = f"{task} · {dataset}"
         for row in t.frame.itertuples(index=False):
             scores[row.model][label] = getattr(row, t.ranked_by) if t.ranked_by in t.frame else math.nan
             if not pd.isna(row.rank):
                 ranks[row.model].append(int(row.rank))
-    labels = [f"{task} · {dataset}" for task, dataset in lb.tables]
+    labels = [f"{task} · {dataset}" for task, dataset in tables]
     frame = pd.DataFrame(
         [{"model": m, "kind": kinds.get(m, "external"), **{lab: s.get(lab, math.nan) for lab in labels},
           "mean_rank": float(np.mean(ranks[m])) if ranks[m] else math.nan, "ranked_in": len(ranks[m])}

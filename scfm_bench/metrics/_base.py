@@ -44,6 +44,7 @@ class MetricSpec:
     inputs: tuple[Input, ...]
     citation: str
     outputs: tuple[str, ...] | None = None  # for functions returning several values
+    counts: tuple[str, ...] = ()  # outputs that are counts: reported as counts, never scaled or aggregated
     min_batches: int = 1
     min_cells_per_label: int = 1
     optional: tuple[Input, ...] = ()  # inputs the function accepts as None
@@ -93,11 +94,23 @@ def metric(spec: MetricSpec) -> Callable[[Callable], Metric]:
 
 
 @dataclass(frozen=True)
+class Units:
+    """Per-unit values (cells, labels, batches, perturbations) whose mean IS the metric value: what a
+    paired bootstrap between models resamples. ``ids`` name the units the same way for every model."""
+
+    kind: Literal["cell", "label", "batch", "perturbation"]
+    ids: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
 class Scored:
-    """A metric's value(s) plus facts to record with them (ontology version, subsample size, ...)."""
+    """A metric's value(s) plus facts to record with them (ontology version, subsample size, ...) and,
+    where the value is a mean over units, those units (keyed by output name; "" for a single value)."""
 
     values: float | dict[str, float]
     info: dict[str, Any] = field(default_factory=dict)
+    units: dict[str, Units] = field(default_factory=dict)
 
 
 @dataclass

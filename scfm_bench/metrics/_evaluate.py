@@ -18,7 +18,7 @@ import numpy as np
 
 from scfm_bench.config.schemas import MetricEntry, MetricSuite
 from scfm_bench.exceptions import CellSkipped
-from scfm_bench.metrics._base import OPTIONAL_INPUTS, Metric, MetricInputs, Scored
+from scfm_bench.metrics._base import OPTIONAL_INPUTS, Metric, MetricInputs, Scored, Units
 from scfm_bench.registry import METRICS
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class Outcome:
     reason: str | None = None
     metric_s: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    units: Units | None = None  # per-unit values averaging to ``value`` (written beside the records)
 
 
 # dataset columns a metric may need, and the flag (or datasets.yaml field) that declares each
@@ -90,8 +91,9 @@ def evaluate_suite(suite: MetricSuite, inputs: MetricInputs) -> list[Outcome]:
                                  reason=f"{e.id}: {type(exc).__name__}: {exc}", params=params) for e in entries]
             continue
         elapsed = time.perf_counter() - t0
+        units: dict[str, Units] = {}
         if isinstance(result, Scored):
-            params = {**params, **result.info}
+            params, units = {**params, **result.info}, result.units
             result = result.values
         for e in entries:
             if m.spec.dynamic_outputs:
@@ -104,14 +106,16 @@ def evaluate_suite(suite: MetricSuite, inputs: MetricInputs) -> list[Outcome]:
                                             reason=f"{oid}: metric returned {value}", metric_s=elapsed, params=params))
                 else:
                     outcomes.append(Outcome(oid, e.family, m.spec.higher_is_better, float(value), metric_s=elapsed,
-                                            params=params))
+                                            params={**params, "count": True} if e.output in m.spec.counts else params,
+                                            units=units.get(e.output or "")))
     return outcomes
 
 
 def compute_aggregates(suite: MetricSuite, outcomes: list[Outcome]) -> list[Outcome]:
     """Aggregates over raw (unscaled) values; missing components make the aggregate skipped/failed."""
     by_id = {o.id: o for o in outcomes}
-    family_of = {m.id: m.family for m in suite.metrics}
+    # counts (e.g. the number of errors) are not scores: never averaged into a family aggregate
+    family_of = {m.id: m.family for m in suite.metrics if m.output not in METRICS.get(m.metric).spec.counts}
     out: list[Outcome] = []
     for agg in suite.aggregates:
         if agg.weights is not None:

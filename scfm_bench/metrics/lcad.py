@@ -22,7 +22,8 @@ from scfm_bench.metrics._ontology import CL_CITATION, check_ontology_option, map
 
 @metric(MetricSpec("lcad", "LCAD", "ontology", False, (0.0, float("inf")), ("ontology_ids", "predictions", "folds"),
                    f"Wu et al. 2025, Genome Biol 26:334 (scFM-Bench); {CL_CITATION}",
-                   outputs=("lcad", "n_errors", "frac_pred_ancestor", "frac_pred_descendant"), optional=("folds",),
+                   outputs=("lcad", "n_errors", "frac_pred_ancestor", "frac_pred_descendant"), counts=("n_errors",),
+                   optional=("folds",),
                    check_options=check_ontology_option))
 def lcad(ontology_ids, predictions, folds, *, ontology=None, max_unmapped: float = 0.5) -> Scored:
     onto, truth, info = mapped_ids(ontology_ids, ontology, max_unmapped=max_unmapped)

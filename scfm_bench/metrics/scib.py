@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scfm_bench.metrics._base import MetricSpec, metric
+from scfm_bench.metrics._base import MetricSpec, Scored, Units, metric
 
 _SCIB = "Luecken et al. 2022, Nat Methods 19:41 (scIB); scib-metrics 0.5.10 (YosefLab)"
 
@@ -48,8 +48,12 @@ def nmi_ari_leiden(knn, labels, *, optimize_resolution: bool = True, resolution:
 
 @metric(MetricSpec("silhouette_label", "Silhouette label", "bio", True, (0.0, 1.0), ("X", "labels"), _SCIB,
                    min_cells_per_label=2))
-def silhouette_label(X, labels, *, rescale: bool = True, metric: str = "euclidean") -> float:
-    return float(_sm().silhouette_label(X, labels, rescale=rescale, metric=metric))
+def silhouette_label(X, labels, *, rescale: bool = True, metric: str = "euclidean") -> Scored:
+    """scib-metrics' silhouette_label is the mean of its per-cell silhouette_samples (rescaled (s + 1) / 2):
+    computed here from those samples, which are kept as per-cell units."""
+    s = np.asarray(_sm().utils.silhouette_samples(X, labels, metric=metric), dtype=np.float64)
+    cells = (s + 1) / 2 if rescale else s
+    return Scored(float(cells.mean()), units={"": Units("cell", np.arange(len(s)), cells)})
 
 
 @metric(MetricSpec("clisi", "cLISI", "bio", True, (0.0, 1.0), ("knn90", "labels"), _SCIB))

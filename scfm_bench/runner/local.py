@@ -154,6 +154,7 @@ def _run_group(plan, adapter, cells, data, sha, cache, device, settings, writer,
         task = TASKS.get(plan.tasks[c.task].task)()
         suite_name, suite = plan.metric_suites[c.task]
         base_params = {"primary": task.primary_id(suite, plan.task_params[c.task]), "min_max_scaled": suite.min_max_scale,
+                       "kind": adapter.kind, "task_family": "embedding",
                        "model_params": adapter.record_params(), "embedding_dim": int(emb.X.shape[1]),
                        "n_cells": int(emb.X.shape[0]), "embedding_info": emb.meta.get("run_info") or {}}
         try:
@@ -161,6 +162,7 @@ def _run_group(plan, adapter, cells, data, sha, cache, device, settings, writer,
         except CellError as exc:
             outcomes = [Outcome("*", "", True, status=exc.status, reason=str(exc))]
         recs = [_record(o, c, suite_name, base_params, timings, stamp) for o in outcomes]
+        writer.write_units(c.task, c.dataset, c.model, c.seed, outcomes)
         _emit(writer, summary, recs)
         log.info("%s · %s · %s · seed %d: %d metrics", c.task, c.dataset, c.model, c.seed, len(recs))
 
@@ -204,9 +206,12 @@ def _run_direct(plan: Plan, cells: list[Cell], ds, prepared: dict, device, setti
         timings = Timings(metric_s=time.perf_counter() - t0)
         recs = [MetricResult(task=tname, model=m, metric=o.id, value=o.value, status=o.status, reason=o.reason,
                              family=o.family or None, higher_is_better=o.higher_is_better, suite=suite_name,
-                             params={"primary": suite.primary, "per_perturbation_table": str(table), **o.params},
+                             params={"primary": suite.primary, "per_perturbation_table": str(table), **o.params,
+                                     "kind": task.model_kind(m, plan.task_params[tname]), "task_family": task.key},
                              timings=timings, **stamp)
                 for m in models for o in res.outcomes[m]]
+        for m in models:
+            writer.write_units(tname, ds.name, m, seed, res.outcomes[m])
         _emit(writer, summary, recs)
         log.info("%s · %s · seed %d: %d predictors, %d records", tname, ds.name, seed, len(models), len(recs))
 

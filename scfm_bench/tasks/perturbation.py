@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scfm_bench.data.perturb_sim import replicate_draw
 from scfm_bench.data.perturbation import CONTROL, PerturbationData, load_perturbation
 from scfm_bench.exceptions import CellSkipped, ConfigError, DataError
-from scfm_bench.metrics import MetricInputs, Outcome, PerturbationEval
+from scfm_bench.metrics import MetricInputs, Outcome, PerturbationEval, Units
 from scfm_bench.metrics.perturbation import rowwise_pearson
 from scfm_bench.registry import METRICS, TASKS
 from scfm_bench.tasks._base import Task
@@ -89,6 +89,16 @@ class Perturbation(Task):
     needs_label = False
     uses_embedding = False
     default_suite = "perturbation"
+
+    @staticmethod
+    def model_kind(model: str, params: PerturbationParams) -> str:
+        """What the leaderboard may rank: ceilings and the random-embedding probes are reference rows."""
+        emb = model.partition("_")[2] if model.partition("_")[0] in PROBES else None
+        if model in ("noise_ceiling", "replicate_ceiling"):
+            return "ceiling"
+        if emb == "random":
+            return "control"
+        return "baseline" if emb in (None, "pca") else "external" if emb in params.embeddings else "scfm"
 
     @staticmethod
     def embedding_names(models: list[str]) -> set[str]:
@@ -331,6 +341,7 @@ class Perturbation(Task):
                           for i, e in zip(ids, suite.metrics)]
                 continue
             coverage = float(t["covered"].mean())
+            units_ids = (t["fold"].astype(str) + ":" + t["perturbation"].astype(str)).to_numpy()  # a record = their mean
             res = []
             for e in suite.metrics:
                 vals = t[e.id].to_numpy()
@@ -345,11 +356,12 @@ class Perturbation(Task):
                     other = "mean" if ref == "mean" else (f"{m.split('_')[0]}_random" if m.split("_")[0] in PROBES and m != "lin_pca" else None)
                     if other and other != m and other in models:
                         o = table[table.model == other].sort_values(["fold", "perturbation"])[e.id].to_numpy()
-                        p[f"vs_{ref}"] = paired_stats(vals - o, n_boot=params.n_bootstrap, seed=seed)
+                        p[f"vs_{ref}"] = paired_stats(vals, o, n_boot=params.n_bootstrap, seed=seed)
                 if len(common) < n_all:
                     sub = t[t.perturbation.isin(common)][e.id]
                     p["common_subset"] = {"n": int(len(sub)), "value": float(sub.mean()) if len(sub) else None}
-                res.append(Outcome(e.id, e.family, spec_of[e.id].higher_is_better, float(vals.mean()), params=p))
+                res.append(Outcome(e.id, e.family, spec_of[e.id].higher_is_better, float(vals.mean()), params=p,
+                                   units=Units("perturbation", units_ids, vals)))
             if mean_l2:
                 ratio = float(t["l2_top1000"].mean() / mean_l2)
                 res.append(Outcome("l2_top1000_ratio_vs_mean", "headline", False, ratio,

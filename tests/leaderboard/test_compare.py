@@ -49,6 +49,20 @@ def test_provenance_changes_are_listed(rec):
     assert r.provenance == (f"pbmc: dataset sha256 ['{'1' * 64}'] -> ['{'2' * 64}']", "pbmc: CL version [] -> ['v2']",
                             "package numpy: 2.0 -> 2.1", "package scfm-bench: 0.1.0 -> 0.2.0")
     assert not r.failed  # provenance is reported, not gating
+    assert r.not_compared == ()
+
+
+def test_compare_without_manifest_says_packages_were_not_compared(rec, tmp_path):
+    mn = RunManifest(run_id="n", package_version="0.2.0", packages={"numpy": "2.1", "scanpy": "1.10"})
+    r = compare_records([rec("a", "ari", 0.5)], [rec("a", "ari", 0.5)], new_manifests=[mn])
+    assert not any(p.startswith("package") for p in r.provenance)
+    assert r.not_compared == ("package versions not compared: no run manifest (manifest.json) beside the baseline records",)
+    RunWriter(tmp_path / "b", "r0").append([rec("a", "ari", 0.5)])
+    base = tmp_path / "b" / "runs" / "r0" / "records.jsonl"
+    new = _write(tmp_path / "new", [rec("a", "ari", 0.5)])
+    out = _cli("compare", str(base), str(new))
+    text = " ".join(out.stdout.split())
+    assert out.returncode == 0 and "package versions not compared: no run manifest" in text and "provenance changed" not in text
 
 
 def test_junit_has_one_testcase_per_cell(rec):
@@ -75,9 +89,13 @@ def test_compare_cli_exit_codes_junit_and_json(rec, tmp_path):
     base, new = _write(tmp_path / "base", _base(rec)), _write(tmp_path / "new", _new(rec))
     r = _cli("compare", str(base), str(base))
     assert r.returncode == 0, r.stderr
-    r = _cli("compare", str(base), str(new), "--junit", str(tmp_path / "j.xml"), "--json", str(tmp_path / "c.json"))
+    r = _cli("compare", str(base), str(new), "--junit", str(tmp_path / "j.xml"))
     assert r.returncode == 1 and "regression" in r.stdout and "1 missing" in r.stdout and "now failed: NaN in embedding" in r.stdout
     assert ET.parse(tmp_path / "j.xml").getroot().get("failures") == "3"
+    r = _cli("compare", str(base), str(new), "--format", "json", "--out", str(tmp_path / "c.json"))
+    assert r.returncode == 1 and f"comparison written to {tmp_path / 'c.json'}" in " ".join(r.stderr.split())
     assert json.loads((tmp_path / "c.json").read_text())["failed"] is True
+    r = _cli("compare", str(base), str(new), "--format", "json")
+    assert r.returncode == 1 and json.loads(r.stdout)["not_compared"] == []
     (tmp_path / "empty").mkdir()
     assert _cli("compare", str(base), str(tmp_path / "empty")).returncode == 2

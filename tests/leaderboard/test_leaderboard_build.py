@@ -138,16 +138,19 @@ def test_failed_and_skipped_are_kept_with_reasons_and_never_ranked(rec):
         rec("nan_model", "*", status="failed", reason="embedding is NaN", family=None, params=p),
         rec("gpu_model", "ari", status="skipped", reason="needs a GPU", params=p),
         rec("gpu_model", "total", status="skipped", reason="needs a GPU", family="aggregate", params=p),
-        # ok in seed 0, failed whole in seed 1: still ranked on what it has
+        # ok in seed 0, failed whole in seed 1: its better-looking mean covers half the seeds, so it is
+        # incomplete and ranked after every complete model, with the failed seed in the reason
         rec("flaky", "ari", 0.7, params=p),
         rec("flaky", "total", 0.9, family="aggregate", params=p),
         rec("flaky", "*", seed=1, status="failed", reason="CUDA OOM", family=None, params=p),
+        rec("good", "ari", 0.5, seed=1, params=p),
+        rec("good", "total", 0.5, family="aggregate", seed=1, params=p),
     ]
     lb = build_leaderboard(records)
     frame = lb.tables[("integration", "pbmc")].frame
-    assert list(frame["model"]) == ["flaky", "good", "gpu_model", "nan_model"]
-    assert list(frame["status"]) == ["partial", "ok", "skipped", "failed"]
-    assert list(frame["reason"]) == ["CUDA OOM", None, "needs a GPU", "embedding is NaN"]
+    assert list(frame["model"]) == ["good", "flaky", "gpu_model", "nan_model"]
+    assert list(frame["status"]) == ["ok", "incomplete", "skipped", "failed"]
+    assert list(frame["reason"]) == [None, "incomplete (seed 1: CUDA OOM)", "needs a GPU", "embedding is NaN"]
     assert frame["rank"].iloc[:2].tolist() == [1, 2]
     assert frame["rank"].iloc[2:].isna().all()
     assert frame.loc[frame["model"] == "flaky", "ari_n"].iloc[0] == 1
@@ -160,6 +163,20 @@ def test_failed_and_skipped_are_kept_with_reasons_and_never_ranked(rec):
             assert (row["status"], row["reason"], row["n"]) == (status, reason, 0)
             assert math.isnan(row["mean"]) and pd.isna(row["rank"])
     assert long.loc[("flaky", "ari"), "status"] == "partial"
+    assert long.loc[("flaky", "ari"), "model_status"] == "incomplete"
+
+
+def test_model_missing_a_seed_is_incomplete_and_ranked_after_complete_ones(rec):
+    p = {"primary": "ari"}
+    records = [rec("a", "ari", 0.5, seed=s, params=p) for s in (0, 1, 2)]
+    records += [rec("b", "ari", 0.9, seed=s, params=p) for s in (0, 1)]  # seed 2 never ran
+    records += [rec("c", "ari", 0.95, seed=s, params=p) for s in (0, 2)]
+    records += [rec("c", "ari", status="failed", reason="OOM", seed=1, params=p)]
+    frame = build_leaderboard(records).tables[("integration", "pbmc")].frame
+    assert list(frame["model"]) == ["a", "c", "b"]
+    assert list(frame["rank"]) == [1, 2, 3]
+    assert list(frame["status"]) == ["ok", "incomplete", "incomplete"]
+    assert list(frame["reason"]) == [None, "incomplete (seed 1: OOM)", "incomplete (seed 2: no records)"]
 
 
 def test_distinct_reasons_are_joined(rec):

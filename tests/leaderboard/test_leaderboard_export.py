@@ -10,7 +10,7 @@ from rich.console import Console
 
 from scfm_bench.leaderboard import build_report, render_terminal, to_csv, to_json, to_markdown
 from scfm_bench.leaderboard.report import SCORE_COLUMNS
-from scfm_bench.leaderboard.stats import bootstrap_mean_ci
+from scfm_bench.bootstrap import mean_ci
 from scfm_bench.leaderboard.terminal import _rich_table
 from scfm_bench.leaderboard.views import dataset_section
 
@@ -45,11 +45,13 @@ def lb(rec):
     return build_report(records, kinds={})  # no baselines or controls: no comparisons, no control scaling
 
 
-_LO, _HI = bootstrap_mean_ci([__import__("numpy").array([0.375, 0.5, 0.625])])[0]
+_LO, _HI = mean_ci([__import__("numpy").array([0.375, 0.5, 0.625])])[0]
 PCA_CI = f"[{_LO:.3f}, {_HI:.3f}]"
+INCOMPLETE = "incomplete (seed 1: NaN | inf in embedding; seed 2: no records)"
+# scgpt's better mean covers one of the three seeds: incomplete, ranked after pca
 PBMC_ROWS = [
-    ["1", "scgpt", "0.875", "0.750", "—", "4.50", "200", "1024", "2048", "partial", "NaN | inf in embedding"],
-    ["2", "pca", "0.500 ± 0.250", "0.500 ± 0.125", PCA_CI, "2.00", "—", "200", "—", "ok", "—"],
+    ["1", "pca", "0.500 ± 0.250", "0.500 ± 0.125", PCA_CI, "2.00", "—", "200", "—", "ok", "—"],
+    ["2", "scgpt", "0.875", "0.750", "—", "4.50", "200", "1024", "2048", "incomplete", INCOMPLETE],
     ["—", "geneformer", "—", "—", "—", "—", "—", "—", "—", "skipped", "needs a GPU [cuda]"],
 ]
 LUNG_ROWS = [
@@ -91,8 +93,8 @@ def test_markdown_holds_exactly_the_expected_cells(lb):
     assert rows == PBMC_ROWS
     # min-max over the models' means: ari 0.875 / 0.5, total 0.75 / 0.5
     assert tables["Min-max-scaled (0 = worst, 1 = best model here)"][1] == [
-        ["scgpt", "1.000", "1.000"], ["pca", "0.000", "0.000"], ["geneformer", "—", "—"]]
-    assert "Control-scaled (0 = negative controls, 1 = label one-hot)" not in tables  # no controls ran
+        ["pca", "0.000", "0.000"], ["scgpt", "1.000", "1.000"], ["geneformer", "—", "—"]]
+    assert "Control-scaled (0 = negative controls, 1 = ceilings)" not in tables  # no controls ran
     notes, tables = md["annotation · lung"]
     assert notes[0] == "Ranked by the mean of the metrics (lower-is-better ones negated)."
     header, rows = tables["Scores (mean ± sd over seeds)"]
@@ -105,8 +107,8 @@ def test_markdown_holds_exactly_the_expected_cells(lb):
     overall = md["Overall"][1]["Overall"]
     assert overall[0] == ["model", "kind", "annotation · lung", "integration · pbmc", "mean rank", "ranked in"]
     # lung is ranked by the signed mean of its metrics, which is no column: no score to show
-    assert overall[1] == [["scgpt", "external", "—", "0.750", "1.00", "1"], ["svm", "external", "—", "—", "1.00", "1"],
-                          ["knn", "external", "—", "—", "2.00", "1"], ["pca", "external", "—", "0.500", "2.00", "1"],
+    assert overall[1] == [["pca", "external", "—", "0.500", "1.00", "1"], ["svm", "external", "—", "—", "1.00", "1"],
+                          ["knn", "external", "—", "—", "2.00", "1"], ["scgpt", "external", "—", "0.750", "2.00", "1"],
                           ["geneformer", "external", "—", "—", "—", "0"]]
 
 
@@ -115,25 +117,25 @@ def test_csv_round_trips_the_long_format(lb):
     to_csv(lb, buf)
     df = pd.read_csv(io.StringIO(buf.getvalue()), dtype=str, keep_default_na=False)
     assert list(df.columns) == list(SCORE_COLUMNS)
-    df = df[["task", "dataset", "model", "column", "mean", "sd", "n", "status", "reason", "rank"]]
+    df = df[["task", "dataset", "model", "column", "mean", "sd", "n", "status", "reason", "rank", "model_status"]]
     pbmc = [
         ("integration", "pbmc", *row)
         for row in [
-            ("scgpt", "ari", "0.875", "", "1", "partial", "NaN | inf in embedding", "1"),
-            ("scgpt", "total", "0.75", "", "1", "partial", "NaN | inf in embedding", "1"),
-            ("pca", "ari", "0.5", "0.25", "3", "ok", "", "2"),
-            ("pca", "total", "0.5", "0.125", "3", "ok", "", "2"),
-            ("geneformer", "ari", "", "", "0", "skipped", "needs a GPU [cuda]", ""),
-            ("geneformer", "total", "", "", "0", "skipped", "needs a GPU [cuda]", ""),
+            ("pca", "ari", "0.5", "0.25", "3", "ok", "", "1", "ok"),
+            ("pca", "total", "0.5", "0.125", "3", "ok", "", "1", "ok"),
+            ("scgpt", "ari", "0.875", "", "1", "partial", "NaN | inf in embedding", "2", "incomplete"),
+            ("scgpt", "total", "0.75", "", "1", "partial", "NaN | inf in embedding", "2", "incomplete"),
+            ("geneformer", "ari", "", "", "0", "skipped", "needs a GPU [cuda]", "", "skipped"),
+            ("geneformer", "total", "", "", "0", "skipped", "needs a GPU [cuda]", "", "skipped"),
         ]
     ]
     lung = [
         ("annotation", "lung", *row)
         for row in [
-            ("svm", "error", "0.125", "", "1", "ok", "", "1"),
-            ("svm", "f1", "0.75", "", "1", "ok", "", "1"),
-            ("knn", "error", "0.25", "", "1", "ok", "", "2"),
-            ("knn", "f1", "0.5", "", "1", "ok", "", "2"),
+            ("svm", "error", "0.125", "", "1", "ok", "", "1", "ok"),
+            ("svm", "f1", "0.75", "", "1", "ok", "", "1", "ok"),
+            ("knn", "error", "0.25", "", "1", "ok", "", "2", "ok"),
+            ("knn", "f1", "0.5", "", "1", "ok", "", "2", "ok"),
         ]
     ]
     assert [tuple(r) for r in df.itertuples(index=False)] == lung + pbmc
@@ -159,7 +161,7 @@ def test_json_is_structured_and_exact(lb):
         ("error", "metric", False),
         ("f1", "metric", True),
     ]
-    assert pbmc["ranked_by"] == "total" and pbmc["min_max_scaled"] is False
+    assert pbmc["ranked_by"] == "total" and pbmc["min_max_scaled"] is False and pbmc["family"] == "embedding"
     assert pbmc["columns"] == [
         {"id": "ari", "metric": "ari", "submetric": None, "family": "bio", "kind": "metric", "higher_is_better": True},
         {
@@ -176,22 +178,8 @@ def test_json_is_structured_and_exact(lb):
     assert pbmc["rows"] == [
         {
             "rank": 1,
-            "model": "scgpt",
-            "status": "partial",
-            "reason": nan_reason,
-            "seeds": 2,
-            "embed_s": 4.5,
-            "cells_per_s": 200.0,
-            "peak_ram_mb": 1024.0,
-            "peak_gpu_mb": 2048.0,
-            "values": {
-                "ari": {"mean": 0.875, "sd": None, "n": 1, "status": "partial", "reason": nan_reason},
-                "total": {"mean": 0.75, "sd": None, "n": 1, "status": "partial", "reason": nan_reason},
-            },
-        },
-        {
-            "rank": 2,
             "model": "pca",
+            "reference": False,
             "status": "ok",
             "reason": None,
             "seeds": 3,
@@ -205,8 +193,25 @@ def test_json_is_structured_and_exact(lb):
             },
         },
         {
+            "rank": 2,
+            "model": "scgpt",
+            "reference": False,
+            "status": "incomplete",
+            "reason": INCOMPLETE,
+            "seeds": 2,
+            "embed_s": 4.5,
+            "cells_per_s": 200.0,
+            "peak_ram_mb": 1024.0,
+            "peak_gpu_mb": 2048.0,
+            "values": {
+                "ari": {"mean": 0.875, "sd": None, "n": 1, "status": "partial", "reason": nan_reason},
+                "total": {"mean": 0.75, "sd": None, "n": 1, "status": "partial", "reason": nan_reason},
+            },
+        },
+        {
             "rank": None,
             "model": "geneformer",
+            "reference": False,
             "status": "skipped",
             "reason": "needs a GPU [cuda]",
             "seeds": 1,
@@ -229,8 +234,8 @@ def test_terminal_shows_every_value_and_reason(lb):
     text = console.export_text()
     lines = [" ".join(ln.replace("│", " ").split()) for ln in text.splitlines()]
     assert "integration · pbmc" in lines and "annotation · lung" in lines
-    assert "1 scgpt 0.875 0.750 — 4.50 200 1024 2048 partial NaN | inf in embedding" in lines
-    assert f"2 pca 0.500 ± 0.250 0.500 ± 0.125 {PCA_CI} 2.00 — 200 — ok —" in lines
+    assert f"2 scgpt 0.875 0.750 — 4.50 200 1024 2048 incomplete {INCOMPLETE}" in lines
+    assert f"1 pca 0.500 ± 0.250 0.500 ± 0.125 {PCA_CI} 2.00 — 200 — ok —" in lines
     assert "— geneformer — — — — — — — skipped needs a GPU [cuda]" in lines  # printed literally, not as markup
     assert "1 svm 0.125 0.750 — — — — ok —" in lines and "2 knn 0.250 0.500 — — — — ok —" in lines
     assert any(ln.startswith("Ranked by total (higher is better). Values are raw (not min-max scaled).") for ln in lines)
@@ -242,12 +247,14 @@ def _main_view(report, key=PBMC):
 
 
 def test_terminal_styles_failed_skipped_rows_and_aggregates(lb, rec):
-    table = _rich_table(_main_view(lb), "t", "")
-    assert [row.style for row in table.rows] == [None, None, "yellow"]
+    view = _main_view(lb)
+    table = _rich_table(view, "t", "", list(range(len(view.header))))
+    assert [row.style for row in table.rows] == [None, "yellow", "yellow"]
     assert {c.header: c.style for c in table.columns}["total ↑"] == "bold"
     assert not {c.header: c.style for c in table.columns}["ari ↑"]
     failed = build_report([rec("a", "*", status="failed", reason="bad", family=None)], kinds={})
-    assert [row.style for row in _rich_table(_main_view(failed), "t", "").rows] == ["red"]
+    view = _main_view(failed)
+    assert [row.style for row in _rich_table(view, "t", "", list(range(len(view.header)))).rows] == ["red"]
     assert dataset_section(failed, PBMC, failed.tables[PBMC]).notes[0] == "Unranked: no model has a score."
 
 

@@ -3,16 +3,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
 from scfm_bench.leaderboard import build_report
 from scfm_bench.leaderboard.report import _key_seed
-from scfm_bench.leaderboard.stats import bootstrap_mean_ci
+from scfm_bench.bootstrap import mean_ci, paired_mean_diff
 from scfm_bench.records import RunManifest
 
 KINDS = {"pca": "baseline", "hvg": "baseline", "scgpt": "scfm", "random": "control", "shuffled": "control",
-         "label_onehot": "control"}
+         "label_onehot": "ceiling"}
 P = {"primary": "total", "min_max_scaled": False}
 
 
@@ -21,14 +22,27 @@ def _cell(rec, model, seed, ari, total, **kw):
             rec(model, "total", total, seed=seed, family="aggregate", params=P, **kw)]
 
 
-def test_bootstrap_ci_matches_scipy_percentile_bootstrap():
+def test_mean_ci_is_scipys_percentile_bootstrap_seeded_and_order_free():
     x = np.array([0.1, 0.4, 0.35, 0.8, 0.55, 0.6, 0.2])
-    lo, hi = bootstrap_mean_ci([x], n_boot=20000)[0]
-    ref = stats.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", random_state=1).confidence_interval
-    assert lo == pytest.approx(ref.low, abs=0.01) and hi == pytest.approx(ref.high, abs=0.01)
+    lo, hi = mean_ci([x], n_boot=5000)[0]
+    ref = stats.bootstrap((x,), np.mean, n_resamples=5000, method="percentile",
+                          rng=np.random.default_rng([0, len(x)])).confidence_interval
+    assert (lo, hi) == pytest.approx((ref.low, ref.high), abs=1e-12)
     # seeded, order-independent, and no interval below three units
-    again = bootstrap_mean_ci([np.array([1.0, 2.0]), x], n_boot=20000)
+    again = mean_ci([np.array([1.0, 2.0]), x, x[::-1]], n_boot=5000)
     assert np.isnan(again[0]).all() and (again[1] == [lo, hi]).all()
+
+
+def test_paired_mean_diff_is_scipys_paired_bootstrap_of_the_same_statistic():
+    rng = np.random.default_rng(3)
+    a = rng.random(40)
+    b = a - 0.05 + rng.normal(0, 0.1, 40)
+    est, lo, hi = paired_mean_diff(a, b, n_boot=3000, seed=7)
+    ref = stats.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis), paired=True, n_resamples=3000,
+                          method="percentile", rng=np.random.default_rng([7, 40])).confidence_interval
+    assert est == pytest.approx(a.mean() - b.mean()) and (lo, hi) == pytest.approx((ref.low, ref.high), abs=1e-12)
+    assert lo <= est <= hi
+    assert np.isnan(paired_mean_diff(a[:2], b[:2])[1])  # two units: no interval
 
 
 def test_control_scaling_uses_negative_and_positive_controls(rec):
@@ -47,29 +61,56 @@ def test_control_scaling_needs_both_kinds(rec):
     assert s["control_scaled"].isna().all()
 
 
-def test_paired_comparison_over_seeds(rec):
+def test_paired_comparison_over_seeds_without_units(rec):
     records = []
     for seed, (p, g, h) in enumerate([(0.5, 0.6, 0.4), (0.52, 0.63, 0.45), (0.49, 0.61, 0.5), (0.51, 0.6, 0.52)]):
         records += _cell(rec, "pca", seed, p, p) + _cell(rec, "scgpt", seed, g, g) + _cell(rec, "hvg", seed, h, h)
     report = build_report(records, kinds=KINDS)
     comps = {c.model: c for c in report.comparisons}
     assert set(comps) == {"scgpt", "hvg"} and all(c.baseline == "pca" and c.unit == "seeds" for c in comps.values())
-    d = np.array([0.1, 0.11, 0.12, 0.09])
-    assert comps["scgpt"].diff == pytest.approx(d.mean()) and comps["scgpt"].n == 4
-    assert [comps["scgpt"].ci_low, comps["scgpt"].ci_high] == pytest.approx(
-        bootstrap_mean_ci([d], seed=_key_seed(0, "integration", "pbmc", "scgpt"))[0])
+    pca, scgpt = np.array([0.5, 0.52, 0.49, 0.51]), np.array([0.6, 0.63, 0.61, 0.6])
+    assert comps["scgpt"].diff == pytest.approx(0.105) and comps["scgpt"].n == 4  # Δ 0.1, 0.11, 0.12, 0.09
+    assert (comps["scgpt"].diff, comps["scgpt"].ci_low, comps["scgpt"].ci_high) == pytest.approx(
+        paired_mean_diff(scgpt, pca, seed=_key_seed(0, "integration", "pbmc", "scgpt", "total")))
     assert comps["scgpt"].marker == "▲" and comps["scgpt"].significant
     assert comps["hvg"].marker == "≈"  # -0.1 .. +0.03: the interval covers 0
 
 
-def test_single_seed_comparison_resamples_metrics_and_lower_is_better_flips(rec):
+def test_single_seed_without_units_gives_no_interval(rec):
+    # the old report resampled these heterogeneous per-metric differences; one seed of one number is no sample
     records = [rec("pca", "err", 0.5, higher_is_better=False, params=P), rec("pca", "ari", 0.5, params=P),
-               rec("pca", "nmi", 0.5, params=P), rec("pca", "total", 0.5, family="aggregate", params=P),
+               rec("pca", "total", 0.5, family="aggregate", params=P),
                rec("scgpt", "err", 0.25, higher_is_better=False, params=P), rec("scgpt", "ari", 0.75, params=P),
-               rec("scgpt", "nmi", 0.625, params=P), rec("scgpt", "total", 0.75, family="aggregate", params=P)]
+               rec("scgpt", "total", 0.75, family="aggregate", params=P)]
     (c,) = build_report(records, kinds=KINDS).comparisons
-    assert (c.unit, c.n, c.column, c.diff) == ("metrics", 3, "total", 0.25)  # aggregates are not resampled
-    assert c.marker == "▲"  # signed differences 0.25, 0.25, 0.125: all positive
+    assert (c.unit, c.n, c.column, c.diff, c.marker) == ("seeds", 1, "total", 0.25, "?")
+    assert math.isnan(c.ci_low) and math.isnan(c.ci_high)
+
+
+def _units(model, seed, values, metric="asw", run_id="run"):
+    return pd.DataFrame({"task": "integration", "dataset": "pbmc", "model": model, "seed": seed, "metric": metric,
+                         "unit": "cell", "id": [str(i) for i in range(len(values))], "value": values, "run_id": run_id})
+
+
+def test_paired_comparison_resamples_stored_units_and_contains_its_estimate(rec):
+    rng = np.random.default_rng(0)
+    base_cells = rng.random(200)
+    model_cells = np.clip(base_cells + rng.normal(0.03, 0.1, 200), 0, 1)
+    records = _cell(rec, "pca", 0, 0.5, 0.5) + _cell(rec, "scgpt", 0, 0.6, 0.6)
+    records += [rec("pca", "asw", base_cells.mean(), params=P), rec("scgpt", "asw", model_cells.mean(), params=P)]
+    units = pd.concat([_units("pca", 0, base_cells), _units("scgpt", 0, model_cells)])
+    comps = {c.column: c for c in build_report(records, units=units, kinds=KINDS).comparisons}
+    assert set(comps) == {"total", "asw"}
+    assert comps["total"].marker == "?"  # an aggregate has no units, one seed: no interval
+    c = comps["asw"]
+    assert (c.unit, c.n) == ("cells", 200) and c.diff == pytest.approx(model_cells.mean() - base_cells.mean())
+    assert c.ci_low <= c.diff <= c.ci_high
+    assert (c.diff, c.ci_low, c.ci_high) == pytest.approx(
+        paired_mean_diff(model_cells, base_cells, seed=_key_seed(0, "integration", "pbmc", "scgpt", "asw")))
+    # units written by another run than the record shown are not paired with it
+    stale = pd.concat([_units("pca", 0, base_cells), _units("scgpt", 0, model_cells, run_id="older")])
+    c = {c.column: c for c in build_report(records, units=stale, kinds=KINDS).comparisons}["asw"]
+    assert (c.unit, c.n, c.marker) == ("seeds", 1, "?")
 
 
 def test_leakage_hash_mix_and_provenance(rec):
