@@ -21,7 +21,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 EXACT_MAX_CELLS = 200_000
-_CHUNK_BYTES = 64 * 2**20  # float32 distance block per chunk
+_CHUNK_BYTES = {"cpu": 64 * 2**20, "cuda": 2 * 2**30}  # float32 distance block per chunk
 _MARGIN = 16  # extra float32 candidates re-measured in float64
 
 
@@ -60,7 +60,7 @@ def exact_knn(X: np.ndarray, k: int, *, device: str = "cpu") -> tuple[np.ndarray
     err = 2 * (dim + 4) * np.finfo(np.float32).eps * (sq + sq.max())
     Xt = torch.from_numpy(X64.astype(np.float32)).to(device)
     sqt = torch.from_numpy(sq.astype(np.float32)).to(device)
-    chunk = max(1, min(n, _CHUNK_BYTES // (4 * n)))
+    chunk = max(1, min(n, _CHUNK_BYTES[Xt.device.type] // (4 * n)))
     indices = np.empty((n, k), dtype=np.int64)
     distances = np.empty((n, k), dtype=np.float32)
     with torch.no_grad():
