@@ -89,3 +89,22 @@ def test_kbet_reproducible_fresh_process_after_other_metrics_and_blas_threads(ma
     out = subprocess.run([sys.executable, "-c", _SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"))],
                          capture_output=True, text=True, env=env, check=True)
     assert float(out.stdout.strip().splitlines()[-1]) == first
+
+
+@pytest.mark.parametrize("seed,n_batches", [(0, 2), (1, 3), (2, 5)])
+def test_kbet_acceptance_equals_scib_metrics_kbet(seed, n_batches):
+    """The numpy chi² test equals scib-metrics' jax kbet on random neighbourhoods (unbalanced batches)."""
+    import scib_metrics
+    from scib_metrics.nearest_neighbors import NeighborsResults
+
+    from scfm_bench.metrics._kbet import kbet_acceptance
+
+    rng = np.random.default_rng(seed)
+    n, k = 9000, 31
+    batches = rng.choice([f"b{i}" for i in range(n_batches)], size=n, p=np.arange(1, n_batches + 1) / sum(range(1, n_batches + 1)))
+    # neighbourhoods biased towards the cell's own batch, so acceptance is neither 0 nor 1
+    same = np.flatnonzero(batches == batches[0])
+    idx = np.where(rng.random((n, k)) < 0.3, rng.choice(same, size=(n, k)), rng.integers(0, n, size=(n, k)))
+    ref = float(scib_metrics.kbet(NeighborsResults(indices=idx, distances=np.zeros(idx.shape, np.float32)), batches)[0])
+    assert 0.02 < ref < 0.98
+    assert kbet_acceptance(idx, batches, 0.05) == ref
