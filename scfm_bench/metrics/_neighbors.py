@@ -49,8 +49,12 @@ def exact_knn(X: np.ndarray, k: int, *, device: str = "cpu") -> tuple[np.ndarray
     they are re-measured in float64 and checked against a float32 error bound, rows that fail the
     check are redone in float64, so the neighbours are the exact float64 kNN whatever the threads;
     distances are then rounded the way sklearn's brute force (scanpy's search) rounds them."""
-    import torch
-
+    try:
+        import torch
+    except ImportError:  # torch is an optional extra; numpy's BLAS does the same work, a bit slower
+        torch = None
+        if device != "cpu":
+            raise
     X64 = np.asarray(X, dtype=np.float64)
     X64 = X64 - X64.mean(axis=0)  # centring shrinks norms, hence float32 cancellation in |x|²+|y|²-2xy
     sq = np.einsum("ij,ij->i", X64, X64)
@@ -58,27 +62,33 @@ def exact_knn(X: np.ndarray, k: int, *, device: str = "cpu") -> tuple[np.ndarray
     m = min(n, k + _MARGIN)
     # bound on the float32 error of a squared distance (dot-product rounding, generous constant)
     err = 2 * (dim + 4) * np.finfo(np.float32).eps * (sq + sq.max())
-    Xt = torch.from_numpy(X64.astype(np.float32)).to(device)
-    sqt = torch.from_numpy(sq.astype(np.float32)).to(device)
-    chunk = max(1, min(n, _CHUNK_BYTES[Xt.device.type] // (4 * n)))
+    X32, sq32 = X64.astype(np.float32), sq.astype(np.float32)
+    if torch is not None:
+        X32, sq32 = torch.from_numpy(X32).to(device), torch.from_numpy(sq32).to(device)
+    chunk = max(1, min(n, _CHUNK_BYTES[device.split(":")[0]] // (4 * n)))
     indices = np.empty((n, k), dtype=np.int64)
     distances = np.empty((n, k), dtype=np.float32)
-    with torch.no_grad():
-        for s in range(0, n, chunk):
-            e = min(n, s + chunk)
-            d2 = torch.addmm(sqt[None, :], Xt[s:e], Xt.T, alpha=-2).add_(sqt[s:e, None])
-            vals, cand = torch.topk(d2, m, dim=1, largest=False, sorted=False)
-            cand = cand.cpu().numpy()
-            idx, dist = _refine(X64, s, cand, k)
-            if m < n:
-                # every point outside the candidates has float32 d² >= the largest candidate's; unless that
-                # clears the k-th exact distance by the error bound, redo the row in float64
-                outside = vals.max(dim=1).values.cpu().numpy().astype(np.float64)
-                for r in np.flatnonzero(outside - err[s:e] <= dist[:, -1]):
-                    row = sq[s + r] + sq - 2 * (X64 @ X64[s + r])
-                    idx[r], dist[r] = _refine(X64, s + r, np.argpartition(row, m - 1)[None, :m], k)
-            # sklearn (hence scanpy) reports sqrt of the float32-rounded squared distance, in float32
-            indices[s:e], distances[s:e] = idx, np.sqrt(dist.astype(np.float32))
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        if torch is not None:
+            with torch.no_grad():
+                d2 = torch.addmm(sq32[None, :], X32[s:e], X32.T, alpha=-2).add_(sq32[s:e, None])
+                vals, cand = torch.topk(d2, m, dim=1, largest=False, sorted=False)
+                vals, cand = vals.cpu().numpy(), cand.cpu().numpy()
+        else:
+            d2 = sq32[None, :] - 2 * (X32[s:e] @ X32.T) + sq32[s:e, None]
+            cand = np.argpartition(d2, m - 1, axis=1)[:, :m] if m < n else np.broadcast_to(np.arange(n), d2.shape)
+            vals = np.take_along_axis(d2, cand, axis=1)
+        idx, dist = _refine(X64, s, cand, k)
+        if m < n:
+            # every point outside the candidates has float32 d² >= the largest candidate's; unless that
+            # clears the k-th exact distance by the error bound, redo the row in float64
+            outside = vals.max(axis=1).astype(np.float64)
+            for r in np.flatnonzero(outside - err[s:e] <= dist[:, -1]):
+                row = sq[s + r] + sq - 2 * (X64 @ X64[s + r])
+                idx[r], dist[r] = _refine(X64, s + r, np.argpartition(row, m - 1)[None, :m], k)
+        # sklearn (hence scanpy) reports sqrt of the float32-rounded squared distance, in float32
+        indices[s:e], distances[s:e] = idx, np.sqrt(dist.astype(np.float32))
     return indices, distances
 
 

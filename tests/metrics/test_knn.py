@@ -38,7 +38,10 @@ def test_umap_connectivities_equal_scanpy(make_blobs, seed):
     assert ours.indices[n + 1, :2].tolist() == [n, n + 1] and ours.distances[n + 1, 1] == 0
 
 
-def test_exact_knn_equals_brute_force_float64():
+@pytest.mark.parametrize("torch_installed", [True, False])
+def test_exact_knn_equals_brute_force_float64(monkeypatch, torch_installed):
+    if not torch_installed:  # torch is an optional extra: the numpy path must give the same graph
+        monkeypatch.setitem(__import__("sys").modules, "torch", None)
     rng = np.random.default_rng(3)
     X = (rng.normal(size=(700, 8)) * 50 + 1000).astype(np.float32)  # large offset: cancellation-prone
     idx, dist = exact_knn(X, 30)
