@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -115,8 +114,9 @@ class Scored:
 
 @dataclass
 class MetricInputs:
-    """Everything a metric may ask for about one embedding. The kNN graph is built once, on demand,
-    with 90 neighbours and subset to 15/50 (the scib-metrics Benchmarker convention)."""
+    """Everything a metric may ask for about one embedding. kNN graphs come from ``neighbors``, the
+    embedding's shared NeighborGraph (built here when the caller passes none): one 90-NN search,
+    subset to 15/50 (the scib-metrics Benchmarker convention)."""
 
     X: np.ndarray
     labels: np.ndarray | None = None
@@ -133,18 +133,25 @@ class MetricInputs:
     go_labels: np.ndarray | None = None
     go_scores: np.ndarray | None = None
     knn_method: str = "auto"
+    neighbors: Any = None  # NeighborGraph of X, shared by every task on this embedding
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @cached_property
+    def __post_init__(self):
+        from scfm_bench.metrics._neighbors import NeighborGraph
+
+        if self.neighbors is None:
+            self.neighbors = NeighborGraph(self.X)
+        elif self.neighbors.X is not self.X:
+            raise ValueError("MetricInputs: the NeighborGraph passed was built on a different embedding")
+
+    @property
     def knn90(self):
-        from scfm_bench.metrics._neighbors import knn
+        return self.neighbors.get(90, self.knn_method)
 
-        return knn(self.X, 90, method=self.knn_method)
-
-    @cached_property
+    @property
     def knn50(self):
-        return self.knn90.subset_neighbors(min(50, self.knn90.n_neighbors))
+        return self.neighbors.get(50, self.knn_method)
 
-    @cached_property
+    @property
     def knn15(self):
-        return self.knn90.subset_neighbors(min(15, self.knn90.n_neighbors))
+        return self.neighbors.get(15, self.knn_method)

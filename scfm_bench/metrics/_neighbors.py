@@ -1,18 +1,31 @@
-"""k-nearest-neighbour graphs in scib-metrics' NeighborsResults form (self is neighbour 0).
+"""k-nearest-neighbour graphs in scib-metrics' NeighborsResults form, and the per-embedding graph that
+every task and metric on one embedding shares.
 
-``exact`` (scikit-learn brute force) is deterministic and avoids pynndescent's per-process numba
-compilation (~36 s); ``pynndescent`` is what scib-metrics' Benchmarker uses and scales to large n.
-``auto`` is exact up to 50,000 cells.
+``exact`` is a chunked float32 BLAS search whose candidates are re-measured in float64, so distances
+equal scanpy's (sklearn's brute force) and a cell's distance to itself (or to an
+identical cell) is exactly 0 — the UMAP connectivities read the nearest non-zero distance, so the
+~1e-6 self-distances of a plain float32 search changed them by up to 0.7. Equal distances are
+ordered by cell index, as scanpy's brute-force search does. No n x n matrix is ever held.
+``pynndescent`` is what scib-metrics' Benchmarker uses (approximate; ~36 s numba compile per process).
+``auto`` is exact up to ``EXACT_MAX_CELLS`` cells (~4e12 flops at 200k x 50 dims: minutes on 2
+cores, and no numba compile), pynndescent above.
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import numpy as np
 
-EXACT_MAX_CELLS = 50_000
+log = logging.getLogger(__name__)
+
+EXACT_MAX_CELLS = 200_000
+_CHUNK_BYTES = {"cpu": 64 * 2**20, "cuda": 2 * 2**30}  # float32 distance block per chunk
+_MARGIN = 16  # extra float32 candidates re-measured in float64
 
 
-def knn(X: np.ndarray, k: int, *, method: str = "auto", seed: int = 0):
+def knn(X: np.ndarray, k: int, *, method: str = "auto", seed: int = 0, device: str = "cpu"):
     from scib_metrics.nearest_neighbors import NeighborsResults
 
     n = X.shape[0]
@@ -20,13 +33,95 @@ def knn(X: np.ndarray, k: int, *, method: str = "auto", seed: int = 0):
     if method == "auto":
         method = "exact" if n <= EXACT_MAX_CELLS else "pynndescent"
     if method == "exact":
-        from sklearn.neighbors import NearestNeighbors
-
-        dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(X).kneighbors(X)
-    elif method == "pynndescent":
+        idx, dist = exact_knn(X, k, device=device)
+        return NeighborsResults(indices=idx, distances=dist)
+    if method == "pynndescent":
         from scib_metrics.nearest_neighbors import pynndescent
 
-        return pynndescent(X, n_neighbors=k, random_state=seed, n_jobs=1)
-    else:
-        raise ValueError(f"unknown kNN method {method!r}; use auto, exact or pynndescent")
-    return NeighborsResults(indices=np.asarray(idx), distances=np.asarray(dist, dtype=np.float32))
+        return pynndescent(np.asarray(X, dtype=np.float32), n_neighbors=k, random_state=seed, n_jobs=1)
+    raise ValueError(f"unknown kNN method {method!r}; use auto, exact or pynndescent")
+
+
+def exact_knn(X: np.ndarray, k: int, *, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest cells of every cell (self included, at distance 0), sorted by (distance, index).
+
+    Candidates come from a float32 GEMM + top-k in torch (BLAS threads, or a GPU with device="cuda");
+    they are re-measured in float64 and checked against a float32 error bound, rows that fail the
+    check are redone in float64, so the neighbours are the exact float64 kNN whatever the threads;
+    distances are then rounded the way sklearn's brute force (scanpy's search) rounds them."""
+    try:
+        import torch
+    except ImportError:  # torch is an optional extra; numpy's BLAS does the same work, a bit slower
+        torch = None
+        if device != "cpu":
+            raise
+    X64 = np.asarray(X, dtype=np.float64)
+    X64 = X64 - X64.mean(axis=0)  # centring shrinks norms, hence float32 cancellation in |x|²+|y|²-2xy
+    sq = np.einsum("ij,ij->i", X64, X64)
+    n, dim = X64.shape
+    m = min(n, k + _MARGIN)
+    # bound on the float32 error of a squared distance (dot-product rounding, generous constant)
+    err = 2 * (dim + 4) * np.finfo(np.float32).eps * (sq + sq.max())
+    X32, sq32 = X64.astype(np.float32), sq.astype(np.float32)
+    if torch is not None:
+        X32, sq32 = torch.from_numpy(X32).to(device), torch.from_numpy(sq32).to(device)
+    chunk = max(1, min(n, _CHUNK_BYTES[device.split(":")[0]] // (4 * n)))
+    indices = np.empty((n, k), dtype=np.int64)
+    distances = np.empty((n, k), dtype=np.float32)
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        if torch is not None:
+            with torch.no_grad():
+                d2 = torch.addmm(sq32[None, :], X32[s:e], X32.T, alpha=-2).add_(sq32[s:e, None])
+                vals, cand = torch.topk(d2, m, dim=1, largest=False, sorted=False)
+                vals, cand = vals.cpu().numpy(), cand.cpu().numpy()
+        else:
+            d2 = sq32[None, :] - 2 * (X32[s:e] @ X32.T) + sq32[s:e, None]
+            cand = np.argpartition(d2, m - 1, axis=1)[:, :m] if m < n else np.broadcast_to(np.arange(n), d2.shape)
+            vals = np.take_along_axis(d2, cand, axis=1)
+        idx, dist = _refine(X64, s, cand, k)
+        if m < n:
+            # every point outside the candidates has float32 d² >= the largest candidate's; unless that
+            # clears the k-th exact distance by the error bound, redo the row in float64
+            outside = vals.max(axis=1).astype(np.float64)
+            for r in np.flatnonzero(outside - err[s:e] <= dist[:, -1]):
+                row = sq[s + r] + sq - 2 * (X64 @ X64[s + r])
+                idx[r], dist[r] = _refine(X64, s + r, np.argpartition(row, m - 1)[None, :m], k)
+        # sklearn (hence scanpy) reports sqrt of the float32-rounded squared distance, in float32
+        indices[s:e], distances[s:e] = idx, np.sqrt(dist.astype(np.float32))
+    return indices, distances
+
+
+def _refine(X64: np.ndarray, start: int, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact float64 squared distances from rows start.. to their candidates; the k smallest by (distance, index)."""
+    diff = X64[cand] - X64[start:start + cand.shape[0], None, :]
+    d2 = np.einsum("rmd,rmd->rm", diff, diff)
+    order = np.lexsort((cand, d2), axis=1)[:, :k]
+    return np.take_along_axis(cand, order, axis=1), np.take_along_axis(d2, order, axis=1)
+
+
+class NeighborGraph:
+    """The kNN graph of one embedding, built once at the largest k asked for (at least 90, the
+    scib-metrics convention) and subset for smaller k; created by the caller once per embedding and
+    handed to every task on it, so zero-shot clustering and batch integration share it. Subsets are
+    cached too, so their UMAP connectivities are computed once."""
+
+    def __init__(self, X: np.ndarray, *, min_k: int = 90):
+        self.X = X
+        self.min_k = min_k
+        self._full: dict[str, Any] = {}
+        self._subsets: dict[tuple[str, int], Any] = {}
+
+    def get(self, k: int, method: str = "auto"):
+        k = min(k, self.X.shape[0] - 1)
+        full = self._full.get(method)
+        if full is None or full.n_neighbors < k:
+            full = self._full[method] = knn(self.X, max(k, self.min_k), method=method)
+            self._subsets = {key: v for key, v in self._subsets.items() if key[0] != method}
+            log.debug("kNN graph (%s, k=%d) on %d cells", method, full.n_neighbors, self.X.shape[0])
+        if k == full.n_neighbors:
+            return full
+        key = (method, k)
+        if key not in self._subsets:
+            self._subsets[key] = full.subset_neighbors(k)
+        return self._subsets[key]

@@ -1,4 +1,4 @@
-"""The scIB metrics, computed by scib-metrics 0.5.10 (no re-implementation).
+"""The scIB metrics, computed by scib-metrics 0.5.10 (kBET made reproducible in metrics/_kbet.py).
 
 Each function feeds scib-metrics exactly the inputs its Benchmarker would (kNN with 15/50/90
 neighbours; pre-integration PCA for PCR comparison), so values equal the Benchmarker's (parity test).
@@ -82,15 +82,13 @@ def ilisi(knn, batch, *, perplexity: float | None = None, scale: bool = True) ->
 
 @metric(MetricSpec("kbet", "kBET (per label)", "batch", True, (0.0, 1.0), ("knn50", "batch", "labels"), _SCIB, min_batches=2))
 def kbet(knn, batch, labels, *, alpha: float = 0.05, diffusion_n_comps: int = 100, seed: int = 0) -> float:
-    """scib-metrics' kbet_per_label draws from numpy's global RNG (its diffusion-map kNN calls
-    pynndescent without a random_state), so its value depends on whatever ran before it. We seed
-    that RNG for the call (and restore it) to make the value reproducible."""
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        return float(_sm().kbet_per_label(knn, batch, labels, alpha=alpha, diffusion_n_comps=diffusion_n_comps))
-    finally:
-        np.random.set_state(state)
+    """scib-metrics' kbet_per_label with its hidden state removed (seeded ARPACK start vector, exact
+    diffusion-space neighbours; see metrics/_kbet.py): same inputs and seed, same value, in any
+    process, after any other metric, with any number of BLAS threads."""
+    from scfm_bench.metrics._kbet import kbet_per_label
+
+    _sm()
+    return kbet_per_label(knn, batch, labels, alpha=alpha, diffusion_n_comps=diffusion_n_comps, seed=seed)[0]
 
 
 @metric(MetricSpec("graph_connectivity", "Graph connectivity", "batch", True, (0.0, 1.0), ("knn15", "labels"), _SCIB))

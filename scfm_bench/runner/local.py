@@ -15,7 +15,7 @@ from scfm_bench import __version__
 from scfm_bench.adapters import Adapter
 from scfm_bench.embed import EmbeddingCache, adapter_cache_key, embed, primary_device, resolve_device
 from scfm_bench.exceptions import CellError
-from scfm_bench.metrics import Outcome
+from scfm_bench.metrics import NeighborGraph, Outcome
 from scfm_bench.records import MetricResult, RunManifest, RunWriter, Timings, new_run_id, read_records
 from scfm_bench.registry import ADAPTERS, TASKS
 from scfm_bench.runner.plan import Cell, Plan
@@ -148,6 +148,7 @@ def _run_group(plan, adapter, cells, data, sha, cache, device, settings, writer,
         return
     timings = dict(prepare_s=emb.prepare_s, embed_s=emb.embed_s, peak_ram_mb=emb.peak_ram_mb,
                    peak_gpu_mb=emb.peak_gpu_mb, embedding_cached=emb.cached)
+    graph = NeighborGraph(emb.X)  # one kNN search per embedding, shared by the tasks that accept it
     if emb.cached:  # report the timings of the run that computed it
         timings.update({k: emb.meta.get(k) for k in ("prepare_s", "embed_s", "peak_ram_mb", "peak_gpu_mb")})
     for c in cells:
@@ -158,7 +159,8 @@ def _run_group(plan, adapter, cells, data, sha, cache, device, settings, writer,
                        "model_params": adapter.record_params(), "embedding_dim": int(emb.X.shape[1]),
                        "n_cells": int(emb.X.shape[0]), "embedding_info": emb.meta.get("run_info") or {}}
         try:
-            outcomes = task.run(data, emb.X, params=plan.task_params[c.task], seed=c.seed, suite=suite)
+            shared = {"neighbors": graph} if getattr(task, "shares_neighbors", False) else {}
+            outcomes = task.run(data, emb.X, params=plan.task_params[c.task], seed=c.seed, suite=suite, **shared)
         except CellError as exc:
             outcomes = [Outcome("*", "", True, status=exc.status, reason=str(exc))]
         recs = [_record(o, c, suite_name, base_params, timings, stamp) for o in outcomes]

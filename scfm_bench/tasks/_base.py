@@ -31,7 +31,7 @@ class TaskData:
 class EmbeddingTaskParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     knn_method: Literal["auto", "exact", "pynndescent"] = Field(
-        "auto", description="kNN for graph metrics: exact (sklearn) up to 50k cells under auto, else pynndescent.")
+        "auto", description="kNN for graph metrics: exact up to 200k cells under auto, else pynndescent.")
 
 
 class Task:

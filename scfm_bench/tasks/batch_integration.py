@@ -21,13 +21,14 @@ class BatchIntegration(Task):
     needs_label = True
     needs_batch = True
     default_suite = "scib_metrics_default"
+    shares_neighbors = True  # run() accepts the embedding's NeighborGraph (one kNN search per embedding)
 
-    def run(self, data, embedding, *, params, seed, suite):
+    def run(self, data, embedding, *, params, seed, suite, neighbors=None):
         n_batches = len(np.unique(data.batch))
         if n_batches < 2:
             raise CellSkipped(f"batch integration needs at least 2 batches; the dataset has {n_batches}.")
         inputs = MetricInputs(X=embedding, labels=data.labels, batch=data.batch,
                               X_pre=np.asarray(data.adata.obsm["X_pca"]), knn_method=params.knn_method,
                               ontology_ids=data.ontology_ids, expression=data.adata.X,
-                              continuous=data.continuous)
+                              continuous=data.continuous, neighbors=neighbors)
         return self.score(suite, inputs)

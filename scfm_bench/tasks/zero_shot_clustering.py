@@ -18,9 +18,10 @@ class ZeroShotClustering(Task):
     description = "Cluster the frozen embedding (Leiden sweep, KMeans) and compare with cell-type labels."
     needs_label = True
     default_suite = "zero_shot"
+    shares_neighbors = True  # run() accepts the embedding's NeighborGraph (one kNN search per embedding)
 
-    def run(self, data, embedding, *, params, seed, suite):
+    def run(self, data, embedding, *, params, seed, suite, neighbors=None):
         inputs = MetricInputs(X=embedding, labels=data.labels, batch=data.batch, knn_method=params.knn_method,
                               ontology_ids=data.ontology_ids, expression=data.adata.X,
-                              continuous=data.continuous)
+                              continuous=data.continuous, neighbors=neighbors)
         return self.score(suite, inputs)
