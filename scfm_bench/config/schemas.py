@@ -39,7 +39,7 @@ class PerturbationFields(_Strict):
 
 
 class DatasetEntry(_Strict):
-    source: Literal["builtin", "url", "file"]
+    source: Literal["builtin", "url", "file", "pair"]
     description: str = ""
     builder: str | None = Field(None, description="builtin only: name of the generator in scfm_bench.data")
     params: dict[str, Any] = Field(default_factory=dict, description="builtin only: generator parameters")
@@ -48,7 +48,12 @@ class DatasetEntry(_Strict):
     filename: str | None = Field(None, description="url: file name in the data directory")
     member: str | None = Field(None, description="url: the download is a .zip/.tar(.gz) archive; the file inside it "
                                                  "to unpack as `filename` (e.g. norman/perturb_processed.h5ad)")
-    path: str | None = Field(None, description="file: path, relative to the suite directory or absolute")
+    path: str | None = Field(None, description="file: path, absolute or relative to the suite directory (else to the data directory)")
+    reference: str | None = Field(None, description="pair: catalogue name of the reference dataset")
+    query: str | None = Field(None, description="pair: catalogue name of the query dataset (loaded together with the "
+                                                "reference on shared genes, obs['scfm_role'] = reference/query)")
+    shares_cells_with: list[str] = Field(default_factory=list, description="Datasets holding some of the same cells: "
+                                         "never paired with this one as reference and query")
     organism: str = "human"
     licence: str | None = None
     citation: str | None = None
@@ -61,7 +66,7 @@ class DatasetEntry(_Strict):
 
     @model_validator(mode="after")
     def _source_fields(self) -> "DatasetEntry":
-        need = {"builtin": ["builder"], "url": ["url", "filename"], "file": ["path"]}[self.source]
+        need = {"builtin": ["builder"], "url": ["url", "filename"], "file": ["path"], "pair": ["reference", "query"]}[self.source]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"source {self.source!r} needs {', '.join(missing)}")
@@ -71,6 +76,21 @@ class DatasetEntry(_Strict):
 class Catalogue(_Strict):
     version: int = 1
     datasets: dict[str, DatasetEntry]
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "Catalogue":
+        for name, e in self.datasets.items():
+            if e.source != "pair":
+                continue
+            for role in ("reference", "query"):
+                member = getattr(e, role)
+                if member not in self.datasets or self.datasets[member].source == "pair":
+                    raise ValueError(f"pair {name!r}: {role} {member!r} must be a non-pair dataset of this catalogue")
+            ref, query = self.datasets[e.reference], self.datasets[e.query]
+            if e.reference == e.query or e.query in ref.shares_cells_with or e.reference in query.shares_cells_with:
+                raise ValueError(f"pair {name!r}: {e.reference!r} and {e.query!r} share cells (shares_cells_with), so the "
+                                 "query is not independent of the reference. Fix: pair datasets with disjoint cells.")
+        return self
 
 
 class TaskConfig(_Strict):
