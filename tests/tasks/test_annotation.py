@@ -45,21 +45,22 @@ def test_probe_tuning_is_recorded_and_bounded(synth, suite):
         assert out[f"{p}_cv_macro_f1"].status == "ok" and out[f"{p}_cv_macro_f1"].value > 0.3  # 6 types: chance is about 1/6
 
 
-def test_probe_choice_matches_gridsearch():
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_probe_choice_matches_gridsearch(seed):
     """The chosen k is scikit-learn's GridSearchCV choice on the same stratified inner folds."""
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.neighbors import KNeighborsClassifier
 
-    rng = np.random.default_rng(1)
-    y = np.repeat(["a", "b", "c"], 30)
-    X = rng.normal(size=(90, 5))
+    rng = np.random.default_rng(seed)
+    y = np.repeat(["a", "b", "c", "d"], [30, 20, 25, 12])
+    X = rng.normal(size=(len(y), 5))
     X[:, 0] += 1.2 * (y == "a")
-    X[:, 1] += 1.2 * (y == "b")
+    X[:, 1] += 0.8 * (y == "b")
     grid = ProbeGrid(knn_k=[1, 3, 9, 27], inner_folds=3)
-    _, info = fit_probe("knn", X, y, seed=0, grid=grid)
+    _, info = fit_probe("knn", X, y, seed=seed, grid=grid)
     ref = GridSearchCV(KNeighborsClassifier(), {"n_neighbors": [1, 3, 9, 27]}, scoring="f1_macro",
-                       cv=StratifiedKFold(3, shuffle=True, random_state=0)).fit(X, y)
-    assert info["n_neighbors"] == ref.best_params_["n_neighbors"]
+                       cv=StratifiedKFold(3, shuffle=True, random_state=seed)).fit(X, y)
+    assert info == {"n_neighbors": ref.best_params_["n_neighbors"], "tuned": True, "inner_folds": 3}
 
 
 def test_one_shot_is_not_tuned_and_uses_k1():
