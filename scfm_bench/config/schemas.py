@@ -17,6 +17,8 @@ class FieldMap(_Strict):
     label: str | None = Field(None, description="obs column with cell-type labels")
     batch: str | None = Field(None, description="obs column with batch ids")
     ontology_id: str | None = Field(None, description="obs column with Cell Ontology ids (CL:nnnnnnn)")
+    ontology_map: dict[str, str] = Field(default_factory=dict, description="label -> CL id, for data without an id "
+                                         "column: fills obs[ontology_id] (unlisted labels are kept and reported unmapped)")
     continuous: list[str] = Field(default_factory=list, description="numeric obs columns (per-cell properties such as "
                                   "a score or pseudotime); ROGI reports one value per column")
     gene_ids: str = Field("var_names", description="'var_names' or a var column holding gene ids")
@@ -24,6 +26,13 @@ class FieldMap(_Strict):
     counts_layer: str = Field("X", description="'X', 'raw.X', or the layers key holding raw integer counts")
     non_integer_counts: Literal["refuse", "round"] = Field(
         "refuse", description="Counts deposited as non-integers (e.g. some plate-based protocols): refuse, or round half-up")
+
+
+    @model_validator(mode="after")
+    def _map_needs_columns(self) -> "FieldMap":
+        if self.ontology_map and (self.label is None or self.ontology_id is None):
+            raise ValueError("ontology_map needs label (the column mapped) and ontology_id (the column it fills)")
+        return self
 
 
 class PerturbationFields(_Strict):

@@ -71,6 +71,9 @@ def load_dataset(name: str, entry: DatasetEntry, settings: Settings, *, suite_ro
         check_counts(adata, name=name, counts_layer=fields.counts_layer, non_integer=fields.non_integer_counts)
     adata.X = adata.X.astype(np.float32, copy=False)
     set_gene_ids(adata, name=name, fields=fields)
+    if fields.ontology_map and fields.label in adata.obs:  # curated label -> CL map of the catalogue entry
+        labels = adata.obs[fields.label].astype(str)
+        adata.obs[fields.ontology_id] = labels.map(lambda v: fields.ontology_map.get(v, v)).astype("category")
     check_obs_columns(adata, name=name, fields=fields)
     if sha256 is None:
         pkey = entry.perturbation.key if entry.perturbation else None
