@@ -30,6 +30,7 @@ def load_pair(name: str, entry: DatasetEntry, settings: Settings, *, suite_root:
     """The concatenated counts AnnData and a sha256 over both members' hashes."""
     import anndata as ad
     import numpy as np
+    import pandas as pd
 
     from scfm_bench.config import load_suite
     from scfm_bench.data.load import load_dataset
@@ -54,8 +55,6 @@ def load_pair(name: str, entry: DatasetEntry, settings: Settings, *, suite_root:
             obs[getattr(fields, key)] = a.obs[getattr(mf, key)].astype(str).to_numpy()
         if fields.batch is not None:
             obs[fields.batch] = (member + ":" + a.obs[mf.batch].astype(str)).to_numpy() if mf.batch else member
-        import pandas as pd
-
         parts.append(ad.AnnData(X=a.X, obs=pd.DataFrame(obs, index=member + ":" + a.obs_names.astype(str)),
                                 var=pd.DataFrame(index=a.var_names)))
         shas.append(ds.sha256)

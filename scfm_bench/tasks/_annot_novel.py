@@ -70,7 +70,7 @@ def novel_outcomes(task, data, embedding, y, params, seed, suite) -> list[Outcom
             forced[probe].append(est.predict(embedding[novel]).astype(str))
         held_cells.append(novel)
     base = {"protocol": "novel", "held_out_types": held_types, "target": target_name(data),
-            "n_known_test_fraction": params.novel_known_test_fraction}
+            "known_test_fraction": params.novel_known_test_fraction}
     outcomes = []
 
     def summary(name: str, prefix: str, suffix: str, extra: dict) -> list[Outcome]:
