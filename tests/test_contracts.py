@@ -203,7 +203,8 @@ def test_adapter_contract(key, tiny_preprocessed):
         with pytest.raises(CellSkipped, match="expected files"):  # (embeddings: tests/adapters, tiny checkpoints)
             embed(cls({}, seed=0), tiny_preprocessed, dataset_sha256="t", cache=None)
         return
-    params = {"max_epochs_cap": 2} if key == "scvi" else {}
+    params = {"scvi": {"max_epochs_cap": 2},  # scanvi: labels visible only in a reference batch (else skipped)
+              "scanvi": {"max_epochs_cap": 2, "scanvi_max_epochs": 2, "reference_batches": ["batch_0"]}}.get(key, {})
     a = embed(cls(params, seed=0), tiny_preprocessed, dataset_sha256="t", cache=None).X
     b = embed(cls(params, seed=0), tiny_preprocessed, dataset_sha256="t", cache=None).X
     assert a.shape[0] == tiny_preprocessed.n_obs and a.shape[1] >= 2

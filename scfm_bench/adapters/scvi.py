@@ -44,10 +44,14 @@ class SCVI(Adapter):
         return {**super().record_params(), "epochs_rule": "min(cap, 400, 400*20000/n_cells)"}
 
     def embed_batch(self, adata) -> np.ndarray:
+        return np.asarray(self.train_scvi(adata).get_latent_representation(), dtype=np.float32)
+
+    def train_scvi(self, adata, obs: dict | None = None):
+        """A trained SCVI model on the HVG counts; ``obs`` adds columns to its AnnData (e.g. scANVI's labels)."""
         scvi = require("scvi", "baselines", self.key)
         batch = obs_column(adata, "batch", self.key)
         ad = adata[:, adata.var["highly_variable"].to_numpy()].copy()
-        ad.obs = ad.obs.assign(_scfm_batch=batch)[["_scfm_batch"]]
+        ad.obs = ad.obs.assign(_scfm_batch=batch, **(obs or {}))[["_scfm_batch", *(obs or {})]]
         scvi.settings.verbosity = logging.WARNING  # scvi and lightning install their own INFO handlers
         for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -56,9 +60,10 @@ class SCVI(Adapter):
         scvi.model.SCVI.setup_anndata(ad, layer="counts", batch_key="_scfm_batch")
         model = scvi.model.SCVI(ad, n_layers=self.params.n_layers, n_latent=self.params.n_latent, n_hidden=self.params.n_hidden)
         epochs = scvi_epochs(ad.n_obs, self.params.max_epochs_cap)
-        log.info("scVI: training %d epochs on %d cells", epochs, ad.n_obs)
-        model.train(
-            max_epochs=epochs, batch_size=self.params.batch_size, accelerator="gpu" if self.device.startswith("cuda") else "cpu",
-            enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False,
-        )
-        return np.asarray(model.get_latent_representation(), dtype=np.float32)
+        log.info("%s: training scVI %d epochs on %d cells", self.key, epochs, ad.n_obs)
+        model.train(max_epochs=epochs, **self.trainer_kwargs())
+        return model
+
+    def trainer_kwargs(self) -> dict:
+        return dict(batch_size=self.params.batch_size, accelerator="gpu" if self.device.startswith("cuda") else "cpu",
+                    enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False)

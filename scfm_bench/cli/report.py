@@ -40,11 +40,13 @@ def report(
 
     if format is Format.html and out is None:
         raise ConfigError("--format html writes a file: pass --out PATH, e.g. --out report.html.")
-    rep = build_report(read_records(*results), read_manifests(*results), units=read_units(*results))
+    records = read_records(*results)
+    rep = build_report(records, read_manifests(*results), units=read_units(*results))
     if figures is not None:
         from scfm_bench.leaderboard.figures import write_figures
+        from scfm_bench.leaderboard.learning_curve import write_learning_curves
 
-        written = write_figures(rep, figures)
+        written = write_figures(rep, figures) + write_learning_curves(records, figures)
         err_console().print(f"{len(written)} figure files written to {figures}", highlight=False)
     if format is not Format.term:
         for w in rep.warnings:  # term shows them inline; files would bury them

@@ -17,6 +17,8 @@ class FieldMap(_Strict):
     label: str | None = Field(None, description="obs column with cell-type labels")
     batch: str | None = Field(None, description="obs column with batch ids")
     ontology_id: str | None = Field(None, description="obs column with Cell Ontology ids (CL:nnnnnnn)")
+    ontology_map: dict[str, str] = Field(default_factory=dict, description="label -> CL id, for data without an id "
+                                         "column: fills obs[ontology_id] (unlisted labels are kept and reported unmapped)")
     continuous: list[str] = Field(default_factory=list, description="numeric obs columns (per-cell properties such as "
                                   "a score or pseudotime); ROGI reports one value per column")
     gene_ids: str = Field("var_names", description="'var_names' or a var column holding gene ids")
@@ -24,6 +26,13 @@ class FieldMap(_Strict):
     counts_layer: str = Field("X", description="'X', 'raw.X', or the layers key holding raw integer counts")
     non_integer_counts: Literal["refuse", "round"] = Field(
         "refuse", description="Counts deposited as non-integers (e.g. some plate-based protocols): refuse, or round half-up")
+
+
+    @model_validator(mode="after")
+    def _map_needs_columns(self) -> "FieldMap":
+        if self.ontology_map and (self.label is None or self.ontology_id is None):
+            raise ValueError("ontology_map needs label (the column mapped) and ontology_id (the column it fills)")
+        return self
 
 
 class PerturbationFields(_Strict):
@@ -39,7 +48,7 @@ class PerturbationFields(_Strict):
 
 
 class DatasetEntry(_Strict):
-    source: Literal["builtin", "url", "file"]
+    source: Literal["builtin", "url", "file", "pair"]
     description: str = ""
     builder: str | None = Field(None, description="builtin only: name of the generator in scfm_bench.data")
     params: dict[str, Any] = Field(default_factory=dict, description="builtin only: generator parameters")
@@ -48,7 +57,12 @@ class DatasetEntry(_Strict):
     filename: str | None = Field(None, description="url: file name in the data directory")
     member: str | None = Field(None, description="url: the download is a .zip/.tar(.gz) archive; the file inside it "
                                                  "to unpack as `filename` (e.g. norman/perturb_processed.h5ad)")
-    path: str | None = Field(None, description="file: path, relative to the suite directory or absolute")
+    path: str | None = Field(None, description="file: path, absolute or relative to the suite directory (else to the data directory)")
+    reference: str | None = Field(None, description="pair: catalogue name of the reference dataset")
+    query: str | None = Field(None, description="pair: catalogue name of the query dataset (loaded together with the "
+                                                "reference on shared genes, obs['scfm_role'] = reference/query)")
+    shares_cells_with: list[str] = Field(default_factory=list, description="Datasets holding some of the same cells: "
+                                         "never paired with this one as reference and query")
     organism: str = "human"
     licence: str | None = None
     citation: str | None = None
@@ -61,7 +75,7 @@ class DatasetEntry(_Strict):
 
     @model_validator(mode="after")
     def _source_fields(self) -> "DatasetEntry":
-        need = {"builtin": ["builder"], "url": ["url", "filename"], "file": ["path"]}[self.source]
+        need = {"builtin": ["builder"], "url": ["url", "filename"], "file": ["path"], "pair": ["reference", "query"]}[self.source]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"source {self.source!r} needs {', '.join(missing)}")
@@ -71,6 +85,21 @@ class DatasetEntry(_Strict):
 class Catalogue(_Strict):
     version: int = 1
     datasets: dict[str, DatasetEntry]
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "Catalogue":
+        for name, e in self.datasets.items():
+            if e.source != "pair":
+                continue
+            for role in ("reference", "query"):
+                member = getattr(e, role)
+                if member not in self.datasets or self.datasets[member].source == "pair":
+                    raise ValueError(f"pair {name!r}: {role} {member!r} must be a non-pair dataset of this catalogue")
+            ref, query = self.datasets[e.reference], self.datasets[e.query]
+            if e.reference == e.query or e.query in ref.shares_cells_with or e.reference in query.shares_cells_with:
+                raise ValueError(f"pair {name!r}: {e.reference!r} and {e.query!r} share cells (shares_cells_with), so the "
+                                 "query is not independent of the reference. Fix: pair datasets with disjoint cells.")
+        return self
 
 
 def split_model_ref(ref: str) -> tuple[str, str]:

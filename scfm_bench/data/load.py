@@ -44,6 +44,10 @@ def load_dataset(name: str, entry: DatasetEntry, settings: Settings, *, suite_ro
     sha256: str | None = None
     if entry.source == "builtin":
         adata = _read_builtin(name, entry, settings)
+    elif entry.source == "pair":
+        from scfm_bench.data.pair import load_pair
+
+        adata, sha256 = load_pair(name, entry, settings, suite_root=suite_root)
     elif entry.source == "url":
         path, sha256 = fetch_verified(name, entry, settings)
         fix = f"delete {path} and {sidecar_path(path)}, then load the dataset again to download a fresh copy"
@@ -51,8 +55,10 @@ def load_dataset(name: str, entry: DatasetEntry, settings: Settings, *, suite_ro
     else:
         assert entry.path is not None  # guaranteed by DatasetEntry
         path = Path(entry.path).expanduser()
-        path = path if path.is_absolute() else Path(suite_root) / path
-        fix = f"check the path (a relative path in datasets.yaml resolves against the suite folder {suite_root})"
+        if not path.is_absolute():  # the suite folder first, else the data directory
+            path = Path(suite_root) / path if (Path(suite_root) / path).exists() else settings.datasets_dir / path
+        fix = (f"check the path (a relative path in datasets.yaml resolves against the suite folder {suite_root}, "
+               f"else the data directory {settings.datasets_dir}, SCFM_BENCH_DATA_DIR)")
         adata = read_counts_h5ad(path, name=name, counts_layer=fields.counts_layer, fix=fix)
         sha256 = file_sha256(path)
         if entry.sha256 and sha256 != entry.sha256.lower():
@@ -65,6 +71,9 @@ def load_dataset(name: str, entry: DatasetEntry, settings: Settings, *, suite_ro
         check_counts(adata, name=name, counts_layer=fields.counts_layer, non_integer=fields.non_integer_counts)
     adata.X = adata.X.astype(np.float32, copy=False)
     set_gene_ids(adata, name=name, fields=fields)
+    if fields.ontology_map and fields.label in adata.obs:  # curated label -> CL map of the catalogue entry
+        labels = adata.obs[fields.label].astype(str)
+        adata.obs[fields.ontology_id] = labels.map(lambda v: fields.ontology_map.get(v, v)).astype("category")
     check_obs_columns(adata, name=name, fields=fields)
     if sha256 is None:
         pkey = entry.perturbation.key if entry.perturbation else None

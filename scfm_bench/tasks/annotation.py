@@ -1,46 +1,52 @@
-"""Cell-type annotation with probes on frozen embeddings: kNN and logistic regression.
+"""Cell-type annotation with probes on frozen embeddings: kNN, logistic regression, random forest.
 
-Protocols: ``cv`` (stratified k-fold, out-of-fold predictions) and ``cross_batch`` (each batch in
-turn is the query, the other batches the reference; skipped without >= 2 batches). The target is
-the Cell Ontology id when the dataset declares one (so errors can be placed in the ontology: LCAD,
-hierarchical F1), else the label. Classes with too few cells for a protocol (fewer than ``n_folds``
-in the dataset for cv, fewer than ``min_train_cells`` in a reference) are left out of training and
-of that evaluation, and the counts are recorded. Metric-suite ids are reported per probe and
-protocol as ``<probe>_<protocol>_<id>``; the suite's primary is read for the first probe and protocol.
+Protocols (one file each beside this one, ``_annot_*.py``):
+
+* ``cv``: stratified k-fold, out-of-fold predictions; ``cross_batch``: each batch in turn is the
+  query, the other batches the reference (skipped without >= 2 batches).
+* ``fewshot``: ``shots`` labelled cells per class, several seeded stratified draws, test on the rest.
+* ``novel``: hold out one cell type at a time, flag its cells as unknown (AUROC/AUPRC).
+* ``ref_query``: train on the reference rows, predict the query rows (a reference/query pair entry
+  of the catalogue, or ``reference_batches``).
+
+The target is the Cell Ontology id when the dataset declares one (so errors can be placed in the
+ontology: LCAD, hierarchical F1), else the label. Probe hyper-parameters (k, C) are chosen on inner
+folds from grids shared by every model (``probe_grid``) and recorded. Metric-suite ids are reported
+per probe and protocol as ``<probe>_<protocol>_<id>``; the suite's primary is read for the first
+probe and protocol.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
 from scfm_bench.exceptions import CellSkipped
-from scfm_bench.metrics import MetricInputs, Outcome
+from scfm_bench.metrics import Outcome
 from scfm_bench.registry import TASKS
+from scfm_bench.tasks._annot_probes import (Probe, ProbeGrid, chosen_summary, fit_probe, probe_outcomes, skipped, suite_ids,
+                                            target_name)
 from scfm_bench.tasks._base import EmbeddingTaskParams, Task
+
+Protocol = Literal["cv", "cross_batch", "fewshot", "novel", "ref_query"]
 
 
 class AnnotationParams(EmbeddingTaskParams):
-    probes: list[Literal["knn", "logreg"]] = Field(["knn", "logreg"], min_length=1, description="Probes to train.")
-    protocols: list[Literal["cv", "cross_batch"]] = Field(["cv", "cross_batch"], min_length=1,
-                                                         description="cv: stratified k-fold; cross_batch: leave one batch out.")
+    probes: list[Probe] = Field(["knn", "logreg"], min_length=1, description="Probes to train: knn, logreg, rf.")
+    protocols: list[Protocol] = Field(["cv", "cross_batch"], min_length=1,
+                                      description="cv, cross_batch, fewshot, novel, ref_query (see the task's docs).")
     n_folds: int = Field(5, ge=2, description="Folds of the stratified cross-validation.")
-    k: int = Field(15, ge=1, description="Neighbours of the kNN probe.")
-    min_train_cells: int = Field(5, ge=1, description="cross_batch: a class needs this many reference cells to be trained.")
-
-
-def _probe(name: str, seed: int, k: int):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if name == "knn":
-        return KNeighborsClassifier(n_neighbors=k)
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+    min_train_cells: int = Field(5, ge=1, description="cross_batch/ref_query: a class needs this many reference cells to be trained.")
+    probe_grid: ProbeGrid = Field(default_factory=ProbeGrid, description="Hyper-parameter grids, the same for every model.")
+    shots: list[int] = Field([1, 5, 10, 50], min_length=1, description="fewshot: labelled cells per class.")
+    draws: int = Field(5, ge=1, description="fewshot: seeded stratified draws per shot count and seed.")
+    novel_min_cells: int = Field(20, ge=2, description="novel: a type is held out in turn when it has this many cells.")
+    novel_known_test_fraction: float = Field(0.2, gt=0, lt=1, description="novel: share of the known cells kept out of training as the 'known' test cells.")
+    novel_k: int = Field(15, ge=1, description="novel: neighbours of the kNN-distance unknown score.")
+    role_key: str = Field("scfm_role", description="ref_query: obs column with 'reference'/'query' (set by pair entries).")
+    reference_batches: list[str] = Field(default_factory=list, description="ref_query: without a role column, these batches are the reference and the others the query.")
 
 
 def _splits(protocol: str, y: np.ndarray, batch, params: AnnotationParams, seed: int):
@@ -69,42 +75,64 @@ def _splits(protocol: str, y: np.ndarray, batch, params: AnnotationParams, seed:
     return out, small
 
 
+def _fold_outcomes(task, data, embedding, y, protocol, params, seed, suite) -> list[Outcome]:
+    """cv and cross_batch: out-of-fold predictions of each probe, scored per fold."""
+    try:
+        splits, small = _splits(protocol, y, data.batch, params, seed)
+    except CellSkipped as exc:
+        return skipped([f"{p}_{protocol}_{i}" for p in params.probes for i in suite_ids(suite)], str(exc))
+    test = np.concatenate([te for _, te in splits])
+    folds = np.concatenate([np.full(len(te), f) for f, (_, te) in enumerate(splits)])
+    outcomes = []
+    for probe in params.probes:
+        preds, chosen = [], []
+        for tr, te in splits:
+            est, info = fit_probe(probe, embedding[tr], y[tr], seed=seed, grid=params.probe_grid)
+            preds.append(est.predict(embedding[te]))
+            chosen.append(info)
+        extra = {"probe": probe, "protocol": protocol, "n_test_cells": int(len(test)), "probe_params": chosen_summary(chosen),
+                 "classes_excluded_from_training": small, "target": target_name(data)}
+        outcomes += probe_outcomes(task.score, suite, X=embedding[test], y=y[test], pred=np.concatenate(preds), folds=folds,
+                                   has_ontology=data.ontology_ids is not None, knn_method=params.knn_method,
+                                   prefix=f"{probe}_{protocol}", extra=extra)
+    return outcomes
+
+
 @TASKS.register("annotation")
 class Annotation(Task):
     key = "annotation"
-    description = "Annotate cell types with kNN / logistic-regression probes (CV and cross-batch); LCAD, hierarchical F1."
+    description = ("Annotate cell types with tuned kNN / logistic-regression / random-forest probes: CV, cross-batch, "
+                   "few-shot, novel cell types, reference to query; LCAD, hierarchical F1.")
     Params = AnnotationParams
     needs_label = True
     default_suite = "annotation"
 
     @staticmethod
     def primary_id(suite, params) -> str | None:
-        return f"{params.probes[0]}_{params.protocols[0]}_{suite.primary}" if suite.primary else None
+        if not suite.primary:
+            return None
+        protocol = params.protocols[0]
+        if protocol == "fewshot":
+            protocol = f"fewshot{max(params.shots)}"
+        if protocol == "novel":
+            return f"{params.probes[0]}_novel_auroc_maxprob"
+        return f"{params.probes[0]}_{protocol}_{suite.primary}"
 
     def run(self, data, embedding, *, params, seed, suite):
+        from scfm_bench.tasks._annot_fewshot import fewshot_outcomes
+        from scfm_bench.tasks._annot_novel import novel_outcomes
+        from scfm_bench.tasks._annot_refquery import ref_query_outcomes
+
         y = data.ontology_ids if data.ontology_ids is not None else data.labels
         y = np.asarray(y).astype(str)
-        ids = [m.id for m in suite.metrics] + [a.id for a in suite.aggregates]
         outcomes: list[Outcome] = []
         for protocol in params.protocols:
-            try:
-                splits, small = _splits(protocol, y, data.batch, params, seed)
-            except CellSkipped as exc:
-                outcomes += [Outcome(f"{p}_{protocol}_{i}", "", True, status="skipped", reason=str(exc))
-                             for p in params.probes for i in ids]
-                continue
-            test = np.concatenate([te for _, te in splits])
-            folds = np.concatenate([np.full(len(te), f) for f, (_, te) in enumerate(splits)])
-            for probe in params.probes:
-                pred = np.concatenate([
-                    _probe(probe, seed, min(params.k, len(tr))).fit(embedding[tr], y[tr]).predict(embedding[te])
-                    for tr, te in splits])
-                inputs = MetricInputs(X=embedding[test], labels=y[test], predictions=pred.astype(str), folds=folds,
-                                      ontology_ids=y[test] if data.ontology_ids is not None else None,
-                                      knn_method=params.knn_method)
-                extra = {"probe": probe, "protocol": protocol, "n_test_cells": int(len(test)),
-                         "classes_excluded_from_training": small, "target": "ontology_id"
-                         if data.ontology_ids is not None else "label"}
-                outcomes += [dataclasses.replace(o, id=f"{probe}_{protocol}_{o.id}", params={**o.params, **extra})
-                             for o in self.score(suite, inputs)]
+            if protocol in ("cv", "cross_batch"):
+                outcomes += _fold_outcomes(self, data, embedding, y, protocol, params, seed, suite)
+            elif protocol == "fewshot":
+                outcomes += fewshot_outcomes(self, data, embedding, y, params, seed, suite)
+            elif protocol == "novel":
+                outcomes += novel_outcomes(self, data, embedding, y, params, seed, suite)
+            else:
+                outcomes += ref_query_outcomes(self, data, embedding, y, params, seed, suite)
         return outcomes
