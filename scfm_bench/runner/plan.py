@@ -158,7 +158,7 @@ def build_plan(opts: RunOptions, *, env_seed: int | None = None) -> Plan:
             continue
         datasets = []
         for d in dataset_refs or tc.datasets:
-            why = None if explicit else _unsupported(task_cls, tname, d, entries[d])
+            why = None if explicit else task_cls.unsupported(tname, entries[d])
             if why:
                 skipped.append(f"task {tname!r} on {d!r}: {why}")
             else:
@@ -173,6 +173,8 @@ def build_plan(opts: RunOptions, *, env_seed: int | None = None) -> Plan:
         model_params[tname], instances, read = _instances(task_cls, models, params[tname], tc.model_params, cli_params)
         consumed |= read
         for inst, key in instances.items():
+            if key is None:  # a direct task's predictor (gene_function's are adapter keys too): no instance
+                continue
             if adapters.setdefault(inst, key) != key:
                 raise ConfigError(f"model name {inst!r} stands for both {adapters[inst]!r} and {key!r}; give them different names.")
         seeds = opts.seeds or ([env_seed] if env_seed is not None else tc.seeds)
@@ -218,22 +220,6 @@ def _known_models(task_cls, model: str, params: BaseModel) -> str | None:
 def _unknown_model(model: str, tasks: list[tuple[type, BaseModel]]) -> str:
     kinds = {task_cls.uses_embedding: _known_models(task_cls, model, params) for task_cls, params in tasks}
     return f"--model {model!r}: " + " Also: ".join(kinds[k] for k in (True, False) if k in kinds)
-
-
-def _unsupported(task_cls, tname: str, name: str, entry: DatasetEntry) -> str | None:
-    """Why a task from the suite cannot use dataset ``name`` (None: it can)."""
-    if not task_cls.uses_embedding:
-        if entry.perturbation is None:
-            return (f"not a perturbation screen (no perturbation: field map in datasets.yaml; "
-                    f"--task {tname} reads a file as one)")
-        return None
-    if entry.perturbation is not None:
-        return "a perturbation screen, not a labelled dataset"
-    if task_cls.needs_label and entry.fields.label is None:
-        return "it needs cell-type labels (--label-key, or fields.label in datasets.yaml)"
-    if task_cls.needs_batch and entry.fields.batch is None:
-        return "it needs batches (--batch-key, or fields.batch in datasets.yaml)"
-    return None
 
 
 def _instances(task_cls, models: list[str], params: BaseModel, yaml_params: dict, cli_params: dict):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from scfm_bench.config.schemas import MetricSuite
+from scfm_bench.config.schemas import DatasetEntry, MetricSuite
 from scfm_bench.metrics import MetricInputs, Outcome, compute_aggregates, evaluate_suite
 
 if TYPE_CHECKING:
@@ -44,6 +44,18 @@ class Task:
     # calls run_direct once per (dataset, seed) instead of embedding with adapters).
     uses_embedding: ClassVar[bool] = True
     default_suite: ClassVar[str]
+
+    @classmethod
+    def unsupported(cls, tname: str, entry: DatasetEntry) -> str | None:
+        """Why this task (named ``tname`` in the suite) cannot use a catalogue entry (None: it can); a
+        suite task that cannot is listed as not run instead of failing the run."""
+        if entry.perturbation is not None:
+            return "a perturbation screen, not a labelled dataset"
+        if cls.needs_label and entry.fields.label is None:
+            return "it needs cell-type labels (--label-key, or fields.label in datasets.yaml)"
+        if cls.needs_batch and entry.fields.batch is None:
+            return "it needs batches (--batch-key, or fields.batch in datasets.yaml)"
+        return None
 
     @staticmethod
     def primary_id(suite: MetricSuite, params: BaseModel) -> str | None:

@@ -74,6 +74,10 @@ class GeneFunction(Task):
     default_suite = "gene_function"
 
     @classmethod
+    def unsupported(cls, tname: str, entry) -> str | None:
+        return None  # any expression matrix gives gene_pca its co-expression; the other models ignore it
+
+    @classmethod
     def adapter_embeddings(cls, models: list[str], params: GeneFunctionParams) -> set[str]:
         return set(models)
 

@@ -88,6 +88,13 @@ class Perturbation(Task):
     Params = PerturbationParams
     needs_label = False
     uses_embedding = False
+
+    @classmethod
+    def unsupported(cls, tname: str, entry) -> str | None:
+        if entry.perturbation is None:
+            return (f"not a perturbation screen (no perturbation: field map in datasets.yaml; "
+                    f"--task {tname} reads a file as one)")
+        return None
     default_suite = "perturbation"
 
     @staticmethod
