@@ -56,8 +56,18 @@ class SCVI(Adapter):
         model = scvi.model.SCVI(ad, n_layers=self.params.n_layers, n_latent=self.params.n_latent, n_hidden=self.params.n_hidden)
         epochs = scvi_epochs(ad.n_obs, self.params.max_epochs_cap)
         log.info("scVI: training %d epochs on %d cells", epochs, ad.n_obs)
-        model.train(
-            max_epochs=epochs, batch_size=self.params.batch_size, accelerator="gpu" if self.device.startswith("cuda") else "cpu",
-            enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False,
-        )
+        from lightning.pytorch import Callback
+
+        from scfm_bench.progress import progress_bar
+
+        with progress_bar("scVI training", epochs, unit="epochs") as advance:
+            class EpochProgress(Callback):  # our rich line instead of lightning's own bar
+                def on_train_epoch_end(self, trainer, pl_module) -> None:
+                    advance(1)
+
+            model.train(
+                max_epochs=epochs, batch_size=self.params.batch_size, accelerator="gpu" if self.device.startswith("cuda") else "cpu",
+                enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False,
+                callbacks=[EpochProgress()],
+            )
         return np.asarray(model.get_latent_representation(), dtype=np.float32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -28,7 +29,7 @@ def run(
     counts_layer: Annotated[str | None, typer.Option(help="Layer with raw integer counts ('X' or a layers key).")] = None,
     round_counts: Annotated[bool, typer.Option("--round-counts", help="Round counts deposited as non-integers instead of refusing them.")] = False,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where run records go.")] = Path("results"),
-    resume: Annotated[bool, typer.Option(help="Skip cells whose records (all ok) and cached embeddings exist.")] = False,
+    resume: Annotated[bool, typer.Option(help="Skip cells whose latest records in --output-dir are final (no failure) for the same input and model parameters.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the dataset x model x task x seed matrix and exit.")] = False,
     device: Annotated[str | None, typer.Option(help="auto (every visible GPU, else CPU) | cpu | cuda | cuda:N | cuda:0,cuda:1 (data-parallel shards). Env SCFM_BENCH_DEVICE.")] = None,
     suite_dir: SuiteDir = None,
@@ -51,9 +52,33 @@ def run(
     if dry_run:
         _print_matrix(plan)
         return 0
-    summary = execute(plan, cfg, output_dir=output_dir, resume=resume, command_line=["scfm-bench", *sys.argv[1:]])
-    _print_summary(summary)
+    with _interruptible():
+        try:
+            summary = execute(plan, cfg, output_dir=output_dir, resume=resume, command_line=["scfm-bench", *sys.argv[1:]])
+        except KeyboardInterrupt:
+            err_console().print("interrupted — records so far kept; resume with --resume", highlight=False)
+            return 130
+    _print_summary(summary, output_dir)
     return summary.exit_code
+
+
+@contextmanager
+def _interruptible():
+    """SIGTERM (scancel, a batch system's pre-emption, kill) ends the run like Ctrl-C: cleanly, records kept."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (e.g. called from a test harness): keep the default
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_matrix(plan) -> None:
@@ -67,13 +92,18 @@ def _print_matrix(plan) -> None:
     out_console().print(table)
 
 
-def _print_summary(summary) -> None:
+def _print_summary(summary, output_dir: Path) -> None:
     from scfm_bench.leaderboard import build_report, render_terminal
-    from scfm_bench.records import read_manifests
+    from scfm_bench.records import read_manifests, read_records
 
     console = out_console()
     if summary.records:
         render_terminal(build_report(summary.records, read_manifests(summary.run_dir)), console)
+    elif summary.resumed:  # nothing left to run: the merged leaderboard of the whole output folder
+        render_terminal(build_report(read_records(output_dir), read_manifests(output_dir)), console)
+        err_console().print(f"nothing left to run: all {len(summary.resumed)} cells have records in {output_dir}; "
+                            "no new run folder was made", highlight=False)
+        return
     n = {s: len({r.cell for r in summary.records if r.status == s}) for s in ("ok", "skipped", "failed")}
     msg = (f"run {summary.run_id}: records in {summary.run_dir} — cells with failures: {n['failed']}, "
            f"with skips: {n['skipped']}")
