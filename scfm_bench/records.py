@@ -134,7 +134,9 @@ def _record_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted([*path.glob("**/records.jsonl"), *path.glob("**/records/*.jsonl")])
+        # hidden names are temporary files of writes in progress (scfm_bench.atomic)
+        return sorted(p for p in [*path.glob("**/records.jsonl"), *path.glob("**/records/*.jsonl")]
+                      if not p.name.startswith("."))
     raise RecordsError(f"Results path {path} does not exist. Pass a folder written by `scfm-bench run --output-dir`.")
 
 
