@@ -177,8 +177,10 @@ def read_records(*paths: Path) -> list[MetricResult]:
 
 def read_manifests(*paths: Path) -> list[RunManifest]:
     out = []
-    for f in (f for p in paths for f in _record_files(p)):
-        m = f.parent / "manifest.json"
+    run_dirs = dict.fromkeys(f.parent.parent if f.parent.name == "records" else f.parent
+                             for p in paths for f in _record_files(p))
+    for run_dir in run_dirs:
+        m = run_dir / "manifest.json"
         if m.exists():
             try:
                 out.append(RunManifest.model_validate_json(m.read_text()))

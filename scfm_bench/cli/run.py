@@ -33,6 +33,16 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the dataset x model x task x seed matrix and exit.")] = False,
     device: Annotated[str | None, typer.Option(help="auto (every visible GPU, else CPU) | cpu | cuda | cuda:N | cuda:0,cuda:1 (data-parallel shards). Env SCFM_BENCH_DEVICE.")] = None,
     suite_dir: SuiteDir = None,
+    executor: Annotated[str | None, typer.Option(help="local (this process, default) | slurm (jobs via submitit). Env SCFM_BENCH_EXECUTOR.")] = None,
+    slurm_partition: Annotated[str | None, typer.Option(help="Slurm partition.", rich_help_panel="Slurm")] = None,
+    slurm_account: Annotated[str | None, typer.Option(help="Slurm account.", rich_help_panel="Slurm")] = None,
+    slurm_qos: Annotated[str | None, typer.Option(help="Slurm QOS.", rich_help_panel="Slurm")] = None,
+    slurm_time: Annotated[str | None, typer.Option(help="Time limit per job: minutes or [D-]HH:MM:SS (default 120).", rich_help_panel="Slurm")] = None,
+    slurm_mem: Annotated[str | None, typer.Option(help="Memory per job, e.g. 32G.", rich_help_panel="Slurm")] = None,
+    slurm_gpus: Annotated[int | None, typer.Option(help="GPUs per job (default: 1 for models that need a GPU, else 0).", rich_help_panel="Slurm")] = None,
+    max_parallel: Annotated[int | None, typer.Option(help="At most this many array jobs at once.", rich_help_panel="Slurm")] = None,
+    max_retries: Annotated[int, typer.Option(help="Resubmissions of a job killed by the infrastructure (node failure, pre-emption, time-out, OOM).", rich_help_panel="Slurm")] = 2,
+    detach: Annotated[bool, typer.Option("--detach", help="Return after submitting (then `scfm-bench status/collect RUN_DIR`).", rich_help_panel="Slurm")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the final table.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> int:
@@ -43,7 +53,7 @@ def run(
 
     configure_logging(-1 if quiet else (1 if verbose else 0))
     set_enabled(not quiet and sys.stderr.isatty())
-    cfg = settings(device=device)
+    cfg = settings(device=device, executor=executor)
     opts = RunOptions(suite_dir=suite_dir, tasks=task, datasets=dataset, models=model, seeds=seeds,
                       model_params=[*model_param, *checkpoint_params(checkpoint)], label_key=label_key, batch_key=batch_key,
                       ontology_key=ontology_key, counts_layer=counts_layer,
@@ -52,13 +62,32 @@ def run(
     if dry_run:
         _print_matrix(plan)
         return 0
+    command_line = ["scfm-bench", *sys.argv[1:]]
     with _interruptible():
         try:
-            summary = execute(plan, cfg, output_dir=output_dir, resume=resume, command_line=["scfm-bench", *sys.argv[1:]])
+            if cfg.executor == "slurm":
+                from scfm_bench.runner.slurm import SlurmOptions, execute_slurm
+
+                summary, job_run = execute_slurm(plan, opts, cfg, SlurmOptions(
+                    partition=slurm_partition, account=slurm_account, qos=slurm_qos, time=slurm_time, mem=slurm_mem,
+                    gpus=slurm_gpus, max_parallel=max_parallel, max_retries=max_retries),
+                    output_dir=output_dir, resume=resume, detach=detach, command_line=command_line)
+                if job_run is not None and detach:
+                    err_console().print(f"submitted {len(job_run.entries)} Slurm jobs; follow with `scfm-bench status "
+                                        f"{job_run.run_dir}` and gather with `scfm-bench collect {job_run.run_dir}`",
+                                        highlight=False)
+                    return 0
+            else:
+                job_run = None
+                summary = execute(plan, cfg, output_dir=output_dir, resume=resume, command_line=command_line)
         except KeyboardInterrupt:
             err_console().print("interrupted — records so far kept; resume with --resume", highlight=False)
             return 130
     _print_summary(summary, output_dir)
+    if job_run is not None:
+        for line in job_run.problems():
+            err_console().print(f"  job {line}", highlight=False, markup=False)
+        return job_run.exit_code(summary.records)
     return summary.exit_code
 
 

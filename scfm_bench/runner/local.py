@@ -105,9 +105,11 @@ def _same(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
-def _resumable(plan: Plan, output_dir: Path, loaded: dict, settings: Settings) -> set[Cell]:
+def resumable(plan: Plan, output_dir: Path, shas: dict[str, str | None], settings: Settings) -> set[Cell]:
     """Cells whose current records (latest wins) in earlier runs of this output folder are final: no
-    failure, no whole-cell record, and computed from the same input and model parameters."""
+    failure, no whole-cell record, and computed from the same input and model parameters. A dataset
+    whose sha256 is None here (a Slurm submission does not read data) is compared by the sha256 its
+    records carry, so only its field map and preprocessing are checked."""
     if not (output_dir / "runs").is_dir():
         return set()
     try:
@@ -118,7 +120,6 @@ def _resumable(plan: Plan, output_dir: Path, loaded: dict, settings: Settings) -
     by_cell: dict[tuple, list[MetricResult]] = {}
     for r in old:
         by_cell.setdefault(r.cell, []).append(r)
-    keys = {d: input_key(ds.sha256, plan.datasets[d]) for d, ds in loaded.items()}
     done = set()
     for c in plan.cells:
         recs = by_cell.get((c.task, c.dataset, c.model, c.seed))
@@ -126,8 +127,9 @@ def _resumable(plan: Plan, output_dir: Path, loaded: dict, settings: Settings) -
             continue
         if _uses_embedding(plan, c):
             params = _adapter(plan, c, settings).record_params()
-            if not all(r.params.get("input_key") == keys[c.dataset] and _same(r.params.get("model_params"), params)
-                       for r in recs):
+            sha = shas.get(c.dataset)
+            if not all(r.params.get("input_key") == input_key(sha or r.dataset_sha256 or "", plan.datasets[c.dataset])
+                       and _same(r.params.get("model_params"), params) for r in recs):
                 continue
         done.add(c)
     return done
@@ -150,7 +152,7 @@ def _execute(plan: Plan, settings: Settings, loaded: dict, prepared: dict, devic
 
     cache = EmbeddingCache(settings.embeddings_dir)
     configure_cache(settings.cache_dir / "ontology")  # ontology-side RWR/DCA vectors, computed once per CL version
-    done = _resumable(plan, output_dir, loaded, settings) if resume else set()
+    done = resumable(plan, output_dir, {d: ds.sha256 for d, ds in loaded.items()}, settings) if resume else set()
 
     run_id = new_run_id()
     writer = RunWriter(output_dir, run_id, RunManifest(  # written with the first records: no empty run folders
@@ -161,31 +163,52 @@ def _execute(plan: Plan, settings: Settings, loaded: dict, prepared: dict, devic
     summary = RunSummary(run_id, writer.dir, resumed=[c for c in plan.cells if c in done])
     todo = [c for c in plan.cells if c not in done]
     with run_progress(len(todo)) as progress:
-        ctx = _Context(plan, settings, device, cache, writer, summary, progress)
-        for dname, ds in loaded.items():
-            direct = [c for c in todo if c.dataset == dname and not _uses_embedding(plan, c)]
-            _run_direct(ctx, direct, ds, prepared)
-            dcells = [c for c in todo if c.dataset == dname and _uses_embedding(plan, c)]
-            if not dcells:
-                continue
-            entry = plan.datasets[dname]
-            fields = entry.fields
-            adata = prepare_input(ds, entry)
-            data = TaskData(
-                adata=adata,
-                labels=adata.obs[fields.label].astype(str).to_numpy() if fields.label else None,
-                batch=adata.obs[fields.batch].astype(str).to_numpy() if fields.batch else None,
-                ontology_ids=adata.obs[fields.ontology_id].astype(str).to_numpy() if fields.ontology_id else None,
-                continuous={c: adata.obs[c].to_numpy(dtype=float) for c in fields.continuous},
-            )
-            ikey = input_key(ds.sha256, entry)
-            # one adapter per (model, seed, parameter set): tasks sharing it share the embedding
-            groups: dict[tuple, list[Cell]] = {}
-            for c in dcells:
-                groups.setdefault((c.model, c.seed, repr(sorted(plan.model_params[c.task][c.model].items()))), []).append(c)
-            for cells in groups.values():
-                _run_group(ctx, _adapter(plan, cells[0], settings), cells, data, ds.sha256, ikey)
+        run_cells(_Context(plan, settings, device, cache, writer, summary, progress), loaded, prepared, todo)
     return summary
+
+
+def run_cells(ctx: "_Context", loaded: dict, prepared: dict, cells: list[Cell], *, embed_only: bool = False) -> None:
+    """Run ``cells`` (all of the run, or one job's share): direct tasks per (task, seed), embedding
+    tasks per shared embedding. ``embed_only`` fills the embedding cache and writes no records (the
+    embedding stage of a job array; the evaluation stage reads the cache)."""
+    plan = ctx.plan
+    for dname, ds in loaded.items():
+        if not embed_only:
+            _run_direct(ctx, [c for c in cells if c.dataset == dname and not _uses_embedding(plan, c)], ds, prepared)
+        dcells = [c for c in cells if c.dataset == dname and _uses_embedding(plan, c)]
+        if not dcells:
+            continue
+        entry = plan.datasets[dname]
+        fields = entry.fields
+        adata = prepare_input(ds, entry)
+        data = TaskData(
+            adata=adata,
+            labels=adata.obs[fields.label].astype(str).to_numpy() if fields.label else None,
+            batch=adata.obs[fields.batch].astype(str).to_numpy() if fields.batch else None,
+            ontology_ids=adata.obs[fields.ontology_id].astype(str).to_numpy() if fields.ontology_id else None,
+            continuous={c: adata.obs[c].to_numpy(dtype=float) for c in fields.continuous},
+        )
+        ikey = input_key(ds.sha256, entry)
+        # one adapter per (model, seed, parameter set): tasks sharing it share the embedding
+        for group in embedding_groups(plan, dcells):
+            adapter = _adapter(plan, group[0], ctx.settings)
+            if embed_only:
+                try:
+                    embed(adapter, adata, dataset_sha256=ds.sha256, cache=ctx.cache, device=ctx.device,
+                          batch_size=ctx.settings.batch_size)
+                except Exception as exc:  # noqa: BLE001 - the evaluation stage records it for each cell
+                    log.warning("%s on %s: %s", adapter.key, dname, _failure(exc))
+                continue
+            _run_group(ctx, adapter, group, data, ds.sha256, ikey)
+
+
+def embedding_groups(plan: Plan, cells: list[Cell]) -> list[list[Cell]]:
+    """Embedding-task cells grouped by the embedding they share: (dataset, model, seed, parameters)."""
+    groups: dict[tuple, list[Cell]] = {}
+    for c in cells:
+        groups.setdefault((c.dataset, c.model, c.seed, repr(sorted(plan.model_params[c.task][c.model].items()))),
+                          []).append(c)
+    return list(groups.values())
 
 
 @dataclass
@@ -197,6 +220,7 @@ class _Context:
     writer: RunWriter
     summary: RunSummary
     progress: Any
+    extra_params: dict = field(default_factory=dict)  # stamped into every record (e.g. a job's retry history)
 
 
 def _failure(exc: Exception) -> CellError:
@@ -312,6 +336,8 @@ def _run_direct_group(ctx: _Context, tname: str, seed: int, group: list[Cell], d
 def _emit(ctx: _Context, cell: Cell, recs: list[MetricResult]) -> None:
     """Write one cell's records: its own file, atomically."""
     job = f"{cell.task}__{cell.dataset}__{cell.model}__seed{cell.seed}"
+    if ctx.extra_params:
+        recs = [r.model_copy(update={"params": {**r.params, **ctx.extra_params}}) for r in recs]
     try:
         ctx.writer.write(job, recs)
     except OSError as exc:  # read-only or full output folder: a configuration problem, exit 2
