@@ -120,6 +120,13 @@ def resumable(plan: Plan, output_dir: Path, shas: dict[str, str | None], setting
     by_cell: dict[tuple, list[MetricResult]] = {}
     for r in old:
         by_cell.setdefault(r.cell, []).append(r)
+    keys: dict[tuple[str, str], str] = {}
+
+    def key(dataset: str, sha: str) -> str:
+        if (dataset, sha) not in keys:
+            keys[(dataset, sha)] = input_key(sha, plan.datasets[dataset])
+        return keys[(dataset, sha)]
+
     done = set()
     for c in plan.cells:
         recs = by_cell.get((c.task, c.dataset, c.model, c.seed))
@@ -127,8 +134,7 @@ def resumable(plan: Plan, output_dir: Path, shas: dict[str, str | None], setting
             continue
         if _uses_embedding(plan, c):
             params = _adapter(plan, c, settings).record_params()
-            sha = shas.get(c.dataset)
-            if not all(r.params.get("input_key") == input_key(sha or r.dataset_sha256 or "", plan.datasets[c.dataset])
+            if not all(r.params.get("input_key") == key(c.dataset, shas.get(c.dataset) or r.dataset_sha256 or "")
                        and _same(r.params.get("model_params"), params) for r in recs):
                 continue
         done.add(c)
@@ -138,21 +144,21 @@ def resumable(plan: Plan, output_dir: Path, shas: dict[str, str | None], setting
 def execute(plan: Plan, settings: Settings, *, output_dir: Path, resume: bool = False,
             command_line: list[str] | None = None) -> RunSummary:
     """Run the plan into ``output_dir``; the output folder is locked for the whole run."""
-    device = resolve_device(settings.device)
     loaded, prepared = _load_and_validate(plan, settings)  # raises ScfmBenchError before anything is written
     output_dir = Path(output_dir)
     with output_lock(output_dir):
-        return _execute(plan, settings, loaded, prepared, device, output_dir=output_dir, resume=resume,
-                        command_line=command_line)
+        return _execute(plan, settings, loaded, prepared, output_dir=output_dir, resume=resume, command_line=command_line)
 
 
-def _execute(plan: Plan, settings: Settings, loaded: dict, prepared: dict, device: str, *, output_dir: Path, resume: bool,
+def _execute(plan: Plan, settings: Settings, loaded: dict, prepared: dict, *, output_dir: Path, resume: bool,
              command_line: list[str] | None) -> RunSummary:
     from scfm_bench.ontology import configure_cache
 
     cache = EmbeddingCache(settings.embeddings_dir)
     configure_cache(settings.cache_dir / "ontology")  # ontology-side RWR/DCA vectors, computed once per CL version
     done = resumable(plan, output_dir, {d: ds.sha256 for d, ds in loaded.items()}, settings) if resume else set()
+    # resolving the device imports torch (seconds): not for a resume with nothing left
+    device = resolve_device(settings.device) if len(done) < len(plan.cells) else settings.device
 
     run_id = new_run_id()
     writer = RunWriter(output_dir, run_id, RunManifest(  # written with the first records: no empty run folders

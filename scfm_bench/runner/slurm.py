@@ -163,8 +163,8 @@ class SlurmRun:
         ids = [e.job_id for e in self.entries]
         queued: dict[str, str] = {}
         if ids:
-            r = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(ids)], capture_output=True, text=True,
-                               timeout=60)
+            # --me, not -j: squeue refuses the whole list once one id has left the queue
+            r = subprocess.run(["squeue", "-h", "-r", "--me", "-o", "%i %T"], capture_output=True, text=True, timeout=60)
             for line in r.stdout.splitlines():
                 jid, _, state = line.partition(" ")
                 queued[jid] = state.strip()
