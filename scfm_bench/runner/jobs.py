@@ -107,5 +107,5 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
 
     ctx = _Context(sub, settings, device, EmbeddingCache(settings.embeddings_dir), writer, summary,
                    RunProgress(lambda n=1: None, lambda text: None, len(cells)), extra)
-    run_cells(ctx, loaded, prepared, cells, embed_only=spec.kind == "embedding")
+    run_cells(ctx, loaded, prepared, cells, embed_only=spec.kind == "embedding", preprocessed_cache=settings.cache_dir)
     return {"job": spec.name, "records": len(summary.records), "failed": sum(r.status == "failed" for r in summary.records)}

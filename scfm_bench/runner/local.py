@@ -90,15 +90,41 @@ def input_key(dataset_sha256: str, entry) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def prepare_input(ds, entry):
+def prepare_input(ds, entry, *, cache_dir: Path | None = None):
     """The preprocessed AnnData that embeddings and embedding tasks see, with the field map declared
-    in ``uns`` (adapters read the label/batch columns from it; the embedding cache key covers it)."""
+    in ``uns`` (adapters read the label/batch columns from it; the embedding cache key covers it).
+    With ``cache_dir`` it is cached on disk under its input key (sha256-verified), so jobs in other
+    processes or on other nodes see exactly the same matrix."""
     from scfm_bench.data import preprocess
 
+    path = Path(cache_dir) / "preprocessed" / f"{input_key(ds.sha256, entry)}.h5ad" if cache_dir else None
+    if path is not None and (adata := _read_verified(path)) is not None:
+        return adata
     adata = preprocess(ds.adata, **PREPROCESS)
     # h5ad cannot store None or empty lists in uns; leaving them out keeps the identity unambiguous
     adata.uns["scfm_bench_fields"] = {k: v for k, v in entry.fields.model_dump(mode="json").items() if v not in (None, [])}
+    if path is not None:
+        from scfm_bench.atomic import atomic_path, atomic_write_text
+        from scfm_bench.data.hashing import file_sha256
+
+        with atomic_path(path) as tmp:
+            adata.write_h5ad(tmp)
+        atomic_write_text(path.with_suffix(".sha256"), file_sha256(path))
     return adata
+
+
+def _read_verified(path: Path):
+    import anndata as ad
+
+    from scfm_bench.data.hashing import file_sha256
+
+    sidecar = path.with_suffix(".sha256")
+    if not (path.is_file() and sidecar.is_file()):
+        return None
+    if sidecar.read_text().strip() != file_sha256(path):
+        log.warning("preprocessing cache entry %s is corrupt (sha256 mismatch); recomputing it", path)
+        return None
+    return ad.read_h5ad(path)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -173,10 +199,12 @@ def _execute(plan: Plan, settings: Settings, loaded: dict, prepared: dict, *, ou
     return summary
 
 
-def run_cells(ctx: "_Context", loaded: dict, prepared: dict, cells: list[Cell], *, embed_only: bool = False) -> None:
+def run_cells(ctx: "_Context", loaded: dict, prepared: dict, cells: list[Cell], *, embed_only: bool = False,
+              preprocessed_cache: Path | None = None) -> None:
     """Run ``cells`` (all of the run, or one job's share): direct tasks per (task, seed), embedding
     tasks per shared embedding. ``embed_only`` fills the embedding cache and writes no records (the
-    embedding stage of a job array; the evaluation stage reads the cache)."""
+    embedding stage of a job array; the evaluation stage reads the cache); jobs share the
+    preprocessing through ``preprocessed_cache``."""
     plan = ctx.plan
     for dname, ds in loaded.items():
         if not embed_only:
@@ -186,7 +214,7 @@ def run_cells(ctx: "_Context", loaded: dict, prepared: dict, cells: list[Cell], 
             continue
         entry = plan.datasets[dname]
         fields = entry.fields
-        adata = prepare_input(ds, entry)
+        adata = prepare_input(ds, entry, cache_dir=preprocessed_cache)
         data = TaskData(
             adata=adata,
             labels=adata.obs[fields.label].astype(str).to_numpy() if fields.label else None,
