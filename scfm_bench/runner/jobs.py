@@ -81,7 +81,7 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
     from scfm_bench.embed import EmbeddingCache, resolve_device
     from scfm_bench.exceptions import ScfmBenchError
     from scfm_bench.ontology import configure_cache
-    from scfm_bench.progress import set_enabled
+    from scfm_bench.progress import RunProgress, set_enabled
     from scfm_bench.records import RunWriter
     from scfm_bench.runner.local import RunSummary, _Context, _load_and_validate, run_cells
     from scfm_bench.runner.plan import build_plan
@@ -103,8 +103,6 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
     writer = RunWriter(Path(spec.output_dir), spec.run_id)
     summary = RunSummary(spec.run_id, writer.dir)
     extra = {"job": {"kind": spec.kind, "attempt": spec.attempt, "retry_reason": spec.retry_reason}} if spec.attempt > 1 else {}
-    from scfm_bench.progress import RunProgress
-
     ctx = _Context(sub, settings, device, EmbeddingCache(settings.embeddings_dir), writer, summary,
                    RunProgress(lambda n=1: None, lambda text: None, len(cells)), extra)
     run_cells(ctx, loaded, prepared, cells, embed_only=spec.kind == "embedding", preprocessed_cache=settings.cache_dir)

@@ -265,3 +265,15 @@ def test_sigterm_keeps_records_then_resume_completes_then_nothing_left(tmp_path,
     assert r.returncode == 0 and "nothing left to run: all 4 cells have records" in r.stderr
     assert "pca" in r.stdout and "random" in r.stdout  # the merged leaderboard
     assert len(list((out / "runs").iterdir())) == n_runs
+
+
+def test_report_reads_past_a_torn_line(tmp_path):
+    from scfm_bench.records import MetricResult
+
+    f = tmp_path / "runs" / "r1" / "records.jsonl"
+    f.parent.mkdir(parents=True)
+    rec = MetricResult(run_id="r1", task="t", dataset="d", model="pca", seed=0, metric="x", value=0.5, params={"primary": "x"})
+    f.write_text(rec.model_dump_json() + "\n" + rec.model_copy(update={"model": "hvg"}).model_dump_json()[:50])
+    r = cli("report", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "records.jsonl:2: skipped a line that is not valid JSON" in r.stderr and "pca" in r.stdout
