@@ -277,3 +277,16 @@ def test_report_reads_past_a_torn_line(tmp_path):
     r = cli("report", tmp_path)
     assert r.returncode == 0, r.stderr
     assert "records.jsonl:2: skipped a line that is not valid JSON" in r.stderr and "pca" in r.stdout
+
+
+def test_job_functions_in_order_equal_the_local_run(tmp_path, suite, reference):
+    """The Slurm executor's job specs, serialised and run one by one in this process (no Slurm)."""
+    from scfm_bench.runner.jobs import JobSpec, make_jobs, run_job
+
+    opts = RunOptions(suite_dir=suite)
+    first, second = make_jobs(build_plan(opts), opts, Settings(), output_dir=tmp_path / "out", run_id="r1")
+    assert [s.kind for s in first] == ["embedding"] * 4 and [s.kind for s in second] == ["evaluation"] * 4
+    for spec in first + second:
+        assert run_job(JobSpec.from_dict(json.loads(json.dumps(spec.to_dict()))))["job"] == spec.name
+    assert values(tmp_path / "out") == reference
+    assert len(list(Settings().cache_dir.glob("preprocessed/*.h5ad"))) == 1  # preprocessed once, shared by the jobs
