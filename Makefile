@@ -21,6 +21,12 @@ test-deps:
 	      || [ "$$CI" != "true" ]; \
 	  fi; \
 	fi
+	@# Slurm for the --executor slurm tests (tests/runner/test_slurm.py starts and stops its own daemons)
+	@if ! command -v slurmctld >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null \
+	    || { apt-get update -qq && apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge; } \
+	    || [ "$$CI" != "true" ]; \
+	fi
 
 test: test-deps
 	$(BIN)/python -m pytest -q

@@ -24,7 +24,7 @@ class GoLeakParams(BaseModel):
 class GoLeakControl(GeneAdapter):
     key = "go_leak"
     display_name = "GO label leak (control)"
-    kind = "control"
+    kind = "ceiling"  # the label leak: the top of the scale
     description = "A gene's GO-term indicators (the labels) plus N(0, 0.1²) noise: the positive control of gene_function."
     licence = "CC-BY-4.0 (Gene Ontology Consortium)"
     Params = GoLeakParams

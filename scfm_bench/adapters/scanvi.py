@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field
 
 from scfm_bench.adapters._base import InputSpec, obs_column
-from scfm_bench.adapters.scvi import SCVI, SCVIParams
+from scfm_bench.adapters.scvi import SCVI, SCVIParams, epoch_progress
 from scfm_bench.exceptions import CellSkipped
 from scfm_bench.registry import ADAPTERS
 
@@ -68,5 +68,6 @@ class SCANVI(SCVI):
         base = self.train_scvi(adata, obs={"_scfm_label": labels})
         model = scvi.model.SCANVI.from_scvi_model(base, unlabeled_category=UNLABELLED, labels_key="_scfm_label")
         log.info("scANVI: %d epochs, %d labelled cells", self.params.scanvi_max_epochs, self.run_info["n_labelled_cells"])
-        model.train(max_epochs=self.params.scanvi_max_epochs, **self.trainer_kwargs())
+        with epoch_progress("scANVI training", self.params.scanvi_max_epochs) as callbacks:
+            model.train(max_epochs=self.params.scanvi_max_epochs, callbacks=callbacks, **self.trainer_kwargs())
         return np.asarray(model.get_latent_representation(), dtype=np.float32)

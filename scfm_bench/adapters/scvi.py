@@ -7,6 +7,7 @@ Epochs follow scvi-tools' own size heuristic, min(400, 400 * 20000 / n_cells), c
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,9 +62,25 @@ class SCVI(Adapter):
         model = scvi.model.SCVI(ad, n_layers=self.params.n_layers, n_latent=self.params.n_latent, n_hidden=self.params.n_hidden)
         epochs = scvi_epochs(ad.n_obs, self.params.max_epochs_cap)
         log.info("%s: training scVI %d epochs on %d cells", self.key, epochs, ad.n_obs)
-        model.train(max_epochs=epochs, **self.trainer_kwargs())
+        with epoch_progress("scVI training", epochs) as callbacks:
+            model.train(max_epochs=epochs, callbacks=callbacks, **self.trainer_kwargs())
         return model
 
     def trainer_kwargs(self) -> dict:
         return dict(batch_size=self.params.batch_size, accelerator="gpu" if self.device.startswith("cuda") else "cpu",
                     enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False)
+
+
+@contextmanager
+def epoch_progress(label: str, epochs: int):
+    """Lightning callbacks that advance our rich progress line once per epoch (instead of lightning's bar)."""
+    from lightning.pytorch import Callback
+
+    from scfm_bench.progress import progress_bar
+
+    with progress_bar(label, epochs, unit="epochs") as advance:
+        class EpochProgress(Callback):
+            def on_train_epoch_end(self, trainer, pl_module) -> None:
+                advance(1)
+
+        yield [EpochProgress()]

@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from scfm_bench.cli import compare, embed, fetch, info, listing, report, run, validate
+from scfm_bench.cli import collect, compare, embed, fetch, info, listing, report, run, status, validate
 
 app = typer.Typer(
     name="scfm-bench",
@@ -17,7 +17,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (run, embed, listing, validate, fetch, info, report, compare):
+for module in (run, embed, listing, validate, fetch, info, report, compare, status, collect):
     module.register(app)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -52,12 +51,13 @@ def embed_cmd(
 ) -> int:
     """Extract embeddings with any model. Exit 1 (nothing written) when the model fails or is skipped."""
     from scfm_bench.cli import configure_logging
-    from scfm_bench.data import load_dataset, preprocess
+    from scfm_bench.data import load_dataset
     from scfm_bench.embed import EmbeddingCache, embed, resolve_device
     from scfm_bench.exceptions import CellError, ConfigError
     from scfm_bench.progress import set_enabled
     from scfm_bench.registry import ADAPTERS
-    from scfm_bench.runner.plan import RunOptions, _dataset_entries, validated_params, parse_model_params
+    from scfm_bench.runner.local import prepare_input
+    from scfm_bench.runner.plan import RunOptions, _dataset_entries, parse_model_params, validated_params
 
     configure_logging(-1 if quiet else 0)
     set_enabled(not quiet and sys.stderr.isatty())
@@ -79,9 +79,7 @@ def embed_cmd(
     name = names[0]
     ds = load_dataset(name, entries[name], cfg, suite_root=suite.root)
     adapter.check(ds.adata)
-    fields = entries[name].fields
-    adata = preprocess(ds.adata, seed=0)  # what `run` embeds, so both share cache entries
-    adata.uns["scfm_bench_fields"] = {"label": fields.label, "batch": fields.batch}
+    adata = prepare_input(ds, entries[name])  # what `run` embeds, so both share cache entries
     try:
         res = embed(adapter, adata, dataset_sha256=ds.sha256, cache=EmbeddingCache(cfg.embeddings_dir),
                     device=resolve_device(cfg.device), batch_size=cfg.batch_size)
@@ -107,18 +105,18 @@ def write_embedding(out: Path, X, adata, model: str, provenance: dict) -> None:
     """Write atomically (temp file + rename): an interrupted write never leaves a half file at ``out``."""
     import numpy as np
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
-    if out.suffix == ".npy":
-        np.save(tmp, X)
-    elif out.suffix == ".parquet":
-        import pandas as pd
+    from scfm_bench.atomic import atomic_path
 
-        df = pd.DataFrame(X, index=pd.Index(adata.obs_names, name="cell_id"), columns=[f"dim{i}" for i in range(X.shape[1])])
-        df.to_parquet(tmp)
-    else:
-        ad = adata.copy()
-        ad.obsm[f"X_{model}"] = X
-        ad.uns[f"X_{model}"] = _h5ad_safe(provenance)
-        ad.write_h5ad(tmp)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        if out.suffix == ".npy":
+            np.save(tmp, X)
+        elif out.suffix == ".parquet":
+            import pandas as pd
+
+            df = pd.DataFrame(X, index=pd.Index(adata.obs_names, name="cell_id"), columns=[f"dim{i}" for i in range(X.shape[1])])
+            df.to_parquet(tmp)
+        else:
+            ad = adata.copy()
+            ad.obsm[f"X_{model}"] = X
+            ad.uns[f"X_{model}"] = _h5ad_safe(provenance)
+            ad.write_h5ad(tmp)

@@ -6,11 +6,11 @@ import hashlib
 import inspect
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scfm_bench.atomic import atomic_path
 from scfm_bench.config.schemas import DatasetEntry
 from scfm_bench.data.pbmc68k import pbmc68k_semisynthetic
 from scfm_bench.data.perturb_sim import perturbation_synthetic
@@ -63,12 +63,6 @@ def build_builtin(name: str, entry: DatasetEntry, settings: Settings, *, rebuild
         adata = BUILDERS[entry.builder](**params)
     except ValueError as e:  # the builders reject out-of-range parameters with ValueError
         raise ConfigError(f"dataset {name!r}: params for builder {entry.builder!r}: {e}.") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # write beside the target, then rename: a reader never sees a half-written cache file
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         adata.write_h5ad(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

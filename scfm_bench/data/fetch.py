@@ -12,10 +12,10 @@ from __future__ import annotations
 import ftplib
 import importlib.util
 import logging
-import os
 from pathlib import Path
 from urllib.parse import urlparse
 
+from scfm_bench.atomic import atomic_path, atomic_write_text
 from scfm_bench.config.schemas import DatasetEntry
 from scfm_bench.data.hashing import file_sha256
 from scfm_bench.exceptions import ChecksumError, ConfigError, DataError
@@ -37,10 +37,7 @@ def read_recorded_sha256(path: Path) -> str | None:
 
 
 def _write_recorded_sha256(path: Path, digest: str) -> None:
-    sidecar = sidecar_path(path)
-    tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
-    tmp.write_text(f"{digest}  {path.name}\n")
-    os.replace(tmp, sidecar)
+    atomic_write_text(sidecar_path(path), f"{digest}  {path.name}\n")
 
 
 def fetch_dataset(name: str, entry: DatasetEntry, settings: Settings) -> Path:
@@ -92,10 +89,9 @@ def _download(name: str, entry: DatasetEntry, path: Path, expected: str | None) 
     url = entry.url
     assert url is not None
     downloader = _downloader(name, url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.{os.getpid()}.part")
     logger.info("dataset %r: downloading %s to %s", name, url, path)
-    try:
+    # a failed, refused or interrupted download leaves nothing behind
+    with atomic_path(path) as part:
         try:
             downloader(url, str(part), None)
         except (OSError, EOFError, ftplib.Error) as e:  # requests' errors are OSErrors
@@ -114,9 +110,6 @@ def _download(name: str, entry: DatasetEntry, path: Path, expected: str | None) 
                 + ("" if entry.sha256 else f" or delete {sidecar_path(path)} to accept the new file")
                 + "."
             )
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)  # a failed, refused or interrupted download leaves nothing behind
     _write_recorded_sha256(path, got)
     if expected is None:
         logger.info("dataset %r: recorded sha256 %s (pin it as sha256 in datasets.yaml)", name, got)
@@ -161,13 +154,8 @@ def _member(name: str, archive: Path, member: str, names: list[str]) -> str:
 def _copy_to(src, path: Path) -> None:
     import shutil
 
-    part = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        with src, open(part, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
+    with atomic_path(path) as part, src, open(part, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def _downloader(name: str, url: str):

@@ -176,9 +176,11 @@ def run_sharded(adapter: Adapter, prep: Prepared, devices: list[str], batch_size
 
 
 def adapter_cache_key(adapter: Adapter, dataset_sha256: str, adata) -> str:
+    """The identity of an embedding: also the preprocessing and the field map the runner declared in
+    ``uns`` (another batch column means another Harmony/scVI embedding)."""
     return cache_key(dataset_sha256=dataset_sha256, adapter=adapter.key, version=adapter.version,
                      weights_id=adapter.weights_id, params=adapter.record_params(), seed=adapter.seed,
-                     preprocess=adata.uns.get("scfm_bench_preprocess"))
+                     preprocess=adata.uns.get("scfm_bench_preprocess"), fields=adata.uns.get("scfm_bench_fields"))
 
 
 def embed(

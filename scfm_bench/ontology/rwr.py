@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scfm_bench.atomic import atomic_path
 from scfm_bench.exceptions import DataError
 from scfm_bench.ontology.core import CellOntology
 
@@ -263,10 +264,8 @@ def node_vectors(onto: CellOntology, *, weights: str = "uniform", term_vectors: 
         nodes, W = adjacency(onto, read_term_vectors(term_vectors) if term_vectors is not None else None)
         out = NodeVectors(nodes, dca(rwr(W), dim), weights, dim)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, nodes=np.array(nodes), vectors=out.vectors)
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                np.savez(tmp, nodes=np.array(nodes), vectors=out.vectors)
             log.info("cached ontology DCA vectors in %s", path)
     _memory[key] = out
     return out

@@ -77,7 +77,7 @@ def test_junit_has_one_testcase_per_cell(rec):
 def _write(folder: Path, records) -> Path:
     w = RunWriter(folder, "r1")
     w.write_manifest(RunManifest(run_id="r1", package_version="0.1.0"))
-    w.append(records)
+    w.write("job", records)
     return folder
 
 
