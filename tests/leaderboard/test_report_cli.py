@@ -42,7 +42,7 @@ def _write(tmp_path, rec, manifest=True):
     w = RunWriter(tmp_path / "res", "r1")
     if manifest:
         w.write_manifest(RunManifest(run_id="r1", package_version="0.1.0"))
-    w.append(_records(rec))
+    w.write("job", _records(rec))
     return tmp_path / "res"
 
 

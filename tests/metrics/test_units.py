@@ -45,7 +45,7 @@ def test_units_reach_outcomes_and_round_trip_beside_the_records(make_blobs, tmp_
     w = RunWriter(tmp_path, "r1")
     path = w.write_units("zero_shot_clustering", "pbmc", "pca", 0, list(outcomes.values()))
     assert path == tmp_path / "runs" / "r1" / "units" / "zero_shot_clustering__pbmc__pca__seed0.csv.gz"
-    w.append([])  # records.jsonl beside it: read_units finds units through the records files
+    w.write("job", [])  # a records file beside it: read_units finds units through the records files
     u = read_units(tmp_path)
     assert set(u["metric"]) == {"asw_label"} and set(u["run_id"]) == {"r1"} and len(u) == len(labels)
     assert u["value"].mean() == pytest.approx(outcomes["asw_label"].value, abs=1e-9)

@@ -72,7 +72,7 @@ def test_ref_query_pair_runs_from_the_cli_on_real_data(shared_data, tmp_path, mo
     res = CliRunner().invoke(app, ["run", "-t", "annotation_refquery", "-d", "ifnb_to_pbmc_3chem", "-m", "pca", "-m", "random",
                                    "-o", str(tmp_path), "-q", "--suite-dir", str(packaged_suite_dir())])
     assert res.exit_code == 0, res.output
-    recs = [json.loads(line) for p in tmp_path.glob("runs/*/records.jsonl") for line in p.read_text().splitlines()]
+    recs = [json.loads(line) for p in tmp_path.glob("runs/*/records/*.jsonl") for line in p.read_text().splitlines()]
     val = {(r["model"], r["metric"]): r["value"] for r in recs}
     assert val["pca", "logreg_ref_query_macro_f1"] > val["random", "logreg_ref_query_macro_f1"] + 0.2
     assert val["pca", "knn_ref_query_onto_within1"] >= val["pca", "knn_ref_query_onto_exact"]

@@ -296,7 +296,7 @@ def test_default_run_and_every_report_format(tmp_path):
 
     r = cli("run", "--task", "gene_function", "--output-dir", str(tmp_path / "out"), "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    recs = [json.loads(line) for p in (tmp_path / "out").glob("runs/*/records.jsonl") for line in p.read_text().splitlines()]
+    recs = [json.loads(line) for p in (tmp_path / "out").glob("runs/*/records/*.jsonl") for line in p.read_text().splitlines()]
     ok = {r["model"] for r in recs if r["status"] == "ok"}
     skipped = {r["model"]: r["reason"] for r in recs if r["status"] == "skipped"}
     assert ok == {"random", "gene_pca", "go_leak"}
