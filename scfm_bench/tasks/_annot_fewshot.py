@@ -46,7 +46,7 @@ def fewshot_outcomes(task, data, embedding, y, params, seed, suite) -> list[Outc
                 est, info = fit_probe(probe, embedding[tr], y[tr], seed=seed, grid=params.probe_grid)
                 preds.append(est.predict(embedding[te]).astype(str))
                 chosen.append(info)
-            per_draw = [classification(MetricInputs(X=embedding[te], labels=y[te], predictions=p))
+            per_draw = [classification(MetricInputs(X=embedding[te], labels=y[te], predictions=p)).values
                         for (_, te, _), p in zip(draws, preds)]
             extra = {"probe": probe, "protocol": "fewshot", "shots": shots, "draws": params.draws,
                      "n_train_cells": int(len(draws[0][0])), "n_test_cells": int(len(draws[0][1])),
