@@ -62,6 +62,9 @@ def test_counts_deposited_non_integer_suggest_rounding(shared_data, tmp_path):
     assert "looks log-transformed" not in r.stderr
 
 
+ANNOTATION = {"annotation", "annotation_fewshot", "annotation_novel", "annotation_refquery"}  # the suite's protocols
+
+
 @pytest.mark.slow
 def test_readme_byo_example_runs_the_tasks_the_file_supports(shared_data, tmp_path):
     """The README's bring-your-own example without --task: the embedding tasks run, the perturbation
@@ -73,12 +76,13 @@ def test_readme_byo_example_runs_the_tasks_the_file_supports(shared_data, tmp_pa
             env_extra={"COLUMNS": "1000"})
     assert r.returncode == 0, r.stderr
     recs = read_records(out)
-    assert {r.task for r in recs} == {"annotation", "batch_integration", "zero_shot_clustering"}
+    assert {r.task for r in recs} == {*ANNOTATION, "batch_integration", "zero_shot_clustering"}
     assert {(r.dataset, r.model) for r in recs} == {("pbmc_3chem_1k2", "pca")}
     # the CELLxGENE ontology column is found without --ontology-key, so the ontology metrics are scored
     assert "Cell Ontology ids from obs['cell_type_ontology_term_id']" in r.stderr
     ontology = [r for r in recs if r.family == "ontology"]
-    assert {r.task for r in ontology} == {"annotation", "batch_integration", "zero_shot_clustering"}
+    # (annotation_refquery is skipped with its reason: the suite's reference_batches name the default dataset's batches)
+    assert {r.task for r in ontology} == {*ANNOTATION - {"annotation_refquery"}, "batch_integration", "zero_shot_clustering"}
     assert all(r.status == "ok" for r in ontology), [r.reason for r in ontology if r.status != "ok"]
     assert "not run: task 'perturbation': none of the models ('pca') is a perturbation predictor" in r.stderr
 
@@ -87,9 +91,10 @@ def test_models_only_some_tasks_know_run_where_they_fit(tmp_path):
     r = cli("run", "--model", "pca", "--model", "mean", "--dry-run", cwd=tmp_path, env_extra={"COLUMNS": "1000"})
     assert r.returncode == 0, r.stderr
     rows = {tuple(c.strip() for c in line.split("│")[1:4]) for line in r.stdout.splitlines() if line.startswith("│")}
-    assert rows == {("annotation", "pbmc68k_semisynthetic", "pca"), ("batch_integration", "pbmc68k_semisynthetic", "pca"),
-                    ("zero_shot_clustering", "pbmc68k_semisynthetic", "pca"), ("perturbation", "perturbation_synthetic", "mean")}
-    assert "not run: 'mean' in task(s) annotation, batch_integration, zero_shot_clustering: not an embedding model" in r.stderr
+    assert rows == {*((t, "pbmc68k_semisynthetic", "pca") for t in [*ANNOTATION, "batch_integration", "zero_shot_clustering"]),
+                    ("perturbation", "perturbation_synthetic", "mean")}
+    assert ("not run: 'mean' in task(s) annotation, annotation_fewshot, annotation_novel, annotation_refquery, "
+            "batch_integration, zero_shot_clustering: not an embedding model") in r.stderr
     # a task asked for by name still refuses a model it does not know
     r = cli("run", "--task", "perturbation", "--model", "pca", "--dry-run", cwd=tmp_path)
     assert r.returncode == 2 and "perturbation model 'pca' is not a predictor" in r.stderr
@@ -107,7 +112,7 @@ def test_perturbation_task_not_run_on_a_file_that_is_no_screen(shared_data, tmp_
     r = cli("run", "--dataset", str(shared_data / "pbmc_3chem_1k2.h5ad"), "--label-key", "cell_type", "--model", "pca",
             "--model", "mean", "--dry-run", env_extra={"COLUMNS": "1000"})
     assert r.returncode == 0, r.stderr
-    assert "2 cells" in r.stdout  # annotation and zero-shot clustering with pca
+    assert "5 cells" in r.stdout  # the four annotation protocols and zero-shot clustering with pca
     assert "not run: task 'perturbation' on 'pbmc_3chem_1k2': not a perturbation screen" in r.stderr
     assert "not run: task 'batch_integration' on 'pbmc_3chem_1k2': it needs batches (--batch-key" in r.stderr
     assert "Cell Ontology ids from obs['cell_type_ontology_term_id'], the CELLxGENE standard column" in r.stderr

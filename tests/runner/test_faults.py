@@ -100,10 +100,10 @@ def test_unexpected_exceptions_become_failed_cells_and_resume_reruns_them(tmp_pa
 
     run_task = BatchIntegration.run
 
-    def flaky_run(self, data, embedding, *, params, seed, suite):
+    def flaky_run(self, data, embedding, *, params, seed, suite, **shared):
         if seed == 1:
             raise ZeroDivisionError("division by zero")
-        return run_task(self, data, embedding, params=params, seed=seed, suite=suite)
+        return run_task(self, data, embedding, params=params, seed=seed, suite=suite, **shared)
 
     monkeypatch.setattr(local, "embed", flaky_embed)
     monkeypatch.setattr(BatchIntegration, "run", flaky_run)
