@@ -30,12 +30,17 @@ def diffusion_nn(conn, k: int, n_comps: int, seed: int):
     import scipy.sparse.linalg
     from scib_metrics.nearest_neighbors import NeighborsResults
     from scib_metrics.utils._diffusion_nn import _compute_transitions
+    from threadpoolctl import threadpool_limits
 
     from scfm_bench.metrics._neighbors import exact_knn
 
     transitions = _compute_transitions(conn).astype(np.float64)
     n_comps = min(transitions.shape[0] - 1, n_comps)
-    evals, evecs = scipy.sparse.linalg.eigsh(transitions, k=n_comps, which="LM", v0=arpack_v0(transitions.shape[0], seed))
+    # ARPACK's eigenvector step (dseupd) makes many small BLAS calls: with 2 OpenBLAS threads on 2 busy
+    # cores it took 6x longer than with one (3 s vs 0.5 s for 2,000 cells); the result is the same
+    with threadpool_limits(1, user_api="blas"):
+        evals, evecs = scipy.sparse.linalg.eigsh(transitions, k=n_comps, which="LM",
+                                                 v0=arpack_v0(transitions.shape[0], seed))
     evals, evecs = evals.astype(np.float32)[::-1], evecs.astype(np.float32)[:, ::-1]
     evals += _EPS
     scaled = np.array([e if e == 1 else e / (1 - e) for e in evals])

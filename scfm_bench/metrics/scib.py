@@ -1,7 +1,7 @@
-"""The scIB metrics, computed by scib-metrics 0.5.10 (kBET made reproducible in metrics/_kbet.py).
-
-Each function feeds scib-metrics exactly the inputs its Benchmarker would (kNN with 15/50/90
-neighbours; pre-integration PCA for PCR comparison), so values equal the Benchmarker's (parity test).
+"""The scIB metrics of scib-metrics 0.5.10: computed by it, or by an exact faster kernel of ours that
+gives its values (the silhouette family in metrics/_silhouette.py; kBET made reproducible in
+metrics/_kbet.py). Each function gets exactly the inputs the Benchmarker would (kNN with 15/50/90
+neighbours; pre-integration PCA for PCR comparison), so values equal the Benchmarker's (parity tests).
 """
 
 from __future__ import annotations
@@ -26,7 +26,17 @@ def _sm():
 @metric(MetricSpec("isolated_labels", "Isolated labels", "bio", True, (0.0, 1.0), ("X", "labels", "batch"), _SCIB,
                    min_cells_per_label=2))
 def isolated_labels(X, labels, batch, *, rescale: bool = True, iso_threshold: int | None = None) -> float:
-    return float(_sm().isolated_labels(X, labels, batch, rescale=rescale, iso_threshold=iso_threshold))
+    """scib-metrics' isolated_labels: mean over the labels found in the fewest batches of their cells'
+    silhouette (all labels, euclidean), shared with silhouette_label."""
+    from scib_metrics.metrics._isolated_labels import _get_isolated_labels
+
+    from scfm_bench.metrics._silhouette import silhouette_samples
+
+    _sm()
+    s = silhouette_samples(X, labels)
+    s = (s + 1) / 2 if rescale else s
+    labels = np.asarray(labels)
+    return float(np.mean([s[labels == lab].mean() for lab in _get_isolated_labels(labels, batch, iso_threshold)]))
 
 
 @metric(MetricSpec("nmi_ari_kmeans", "KMeans NMI/ARI", "bio", True, (-0.5, 1.0), ("X", "labels"), _SCIB,
@@ -51,7 +61,9 @@ def nmi_ari_leiden(knn, labels, *, optimize_resolution: bool = True, resolution:
 def silhouette_label(X, labels, *, rescale: bool = True, metric: str = "euclidean") -> Scored:
     """scib-metrics' silhouette_label is the mean of its per-cell silhouette_samples (rescaled (s + 1) / 2):
     computed here from those samples, which are kept as per-cell units."""
-    s = np.asarray(_sm().utils.silhouette_samples(X, labels, metric=metric), dtype=np.float64)
+    from scfm_bench.metrics._silhouette import silhouette_samples
+
+    s = silhouette_samples(X, labels, metric=metric)
     cells = (s + 1) / 2 if rescale else s
     return Scored(float(cells.mean()), units={"": Units("cell", np.arange(len(s)), cells)})
 
@@ -65,14 +77,18 @@ def clisi(knn, labels, *, perplexity: float | None = None, scale: bool = True) -
                    min_batches=2, min_cells_per_label=2))
 def silhouette_batch(X, labels, batch, *, rescale: bool = True, metric: str = "euclidean",
                      between_cluster_distances: str = "nearest") -> float:
-    return float(_sm().silhouette_batch(X, labels, batch, rescale=rescale, metric=metric,
-                                        between_cluster_distances=between_cluster_distances))
+    from scfm_bench.metrics._silhouette import silhouette_batch as batch_asw
+
+    return batch_asw(X, labels, batch, rescale=rescale, metric=metric, between_cluster_distances=between_cluster_distances)
 
 
 @metric(MetricSpec("bras", "BRAS", "batch", True, (0.0, 1.0), ("X", "labels", "batch"), _SCIB, min_batches=2,
                    min_cells_per_label=2))
 def bras(X, labels, batch, *, metric: str = "cosine", between_cluster_distances: str = "mean_other") -> float:
-    return float(_sm().bras(X, labels, batch, metric=metric, between_cluster_distances=between_cluster_distances))
+    """scib-metrics' bras is its silhouette_batch with cosine distances and the mean distance to other batches."""
+    from scfm_bench.metrics._silhouette import silhouette_batch as batch_asw
+
+    return batch_asw(X, labels, batch, metric=metric, between_cluster_distances=between_cluster_distances)
 
 
 @metric(MetricSpec("ilisi", "iLISI", "batch", True, (0.0, 1.0), ("knn90", "batch"), _SCIB, min_batches=2))
