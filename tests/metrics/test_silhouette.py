@@ -37,6 +37,7 @@ def _ours(X, labels, batch):
     return {k: METRICS.get(k)(inputs) for k in ("silhouette_label", "isolated_labels", "silhouette_batch", "bras")}
 
 
+@pytest.mark.slow  # scib-metrics compiles its jax kernels for every label size: ~20 s a case
 @pytest.mark.parametrize("case", CASES)
 def test_silhouette_family_equals_scib_metrics(make_blobs, case):
     X, labels, batch = _shuffled_unequal(make_blobs, *case)
