@@ -6,6 +6,7 @@ largest |ours - Benchmarker| over metrics and embeddings, and the ratio of media
 
     python benchmarks/bench_metrics_scale.py                       # 10k and 60k vs Benchmarker, kang row
     python benchmarks/bench_metrics_scale.py --sizes 10000 --alone 200000
+    python benchmarks/bench_metrics_scale.py --sizes 10000 --no-kang --benchmarker-knn exact   # values equal
     python benchmarks/bench_metrics_scale.py --device cuda --knn-only --alone 60000 200000 1000000   # GPU kNN
 """
 
@@ -89,7 +90,19 @@ def run_ours(embs, labels, batch, X_pre, leiden: bool) -> dict:
     return {"embeddings": out}
 
 
-def run_benchmarker(embs, labels, batch, X_pre, leiden: bool) -> dict:
+def sklearn_exact_knn(X: np.ndarray, k: int):
+    """An exact neighbour computer from a library (scikit-learn brute force, as scanpy's exact search):
+    with it the Benchmarker sees the same graphs as scfm-bench, so values can be compared exactly
+    (its default pynndescent is approximate)."""
+    from scib_metrics.nearest_neighbors import NeighborsResults
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(X).kneighbors(X)
+    dist[:, 0] = 0.0  # a cell is its own first neighbour at distance 0 (scanpy zeroes the float32 ~1e-6)
+    return NeighborsResults(indices=idx, distances=dist.astype(np.float32))
+
+
+def run_benchmarker(embs, labels, batch, X_pre, leiden: bool, knn: str = "pynndescent") -> dict:
     import anndata as ad
     import pandas as pd
     from scib_metrics.benchmark import Benchmarker, BioConservation
@@ -103,6 +116,8 @@ def run_benchmarker(embs, labels, batch, X_pre, leiden: bool) -> dict:
     t0 = time.perf_counter()
     bm = Benchmarker(a, batch_key="b", label_key="l", embedding_obsm_keys=keys, pre_integrated_embedding_obsm_key="X_pre",
                      bio_conservation_metrics=BioConservation(nmi_ari_cluster_labels_leiden=leiden), progress_bar=False)
+    if knn == "exact":
+        bm.prepare(neighbor_computer=sklearn_exact_knn)
     bm.benchmark()
     total = time.perf_counter() - t0
     res = bm.get_results(min_max_scale=False)
@@ -127,8 +142,10 @@ def child(args) -> None:
         row = knn_only(args.n, args.device)
     else:
         embs, labels, batch, X_pre = kang() if args.n == 0 else synthetic(args.n)
-        fn = run_ours if args.engine == "ours" else run_benchmarker
-        row = fn(embs, labels, batch, X_pre, leiden=args.n == 0)
+        if args.engine == "ours":
+            row = run_ours(embs, labels, batch, X_pre, leiden=args.n == 0)
+        else:
+            row = run_benchmarker(embs, labels, batch, X_pre, leiden=args.n == 0, knn=args.benchmarker_knn)
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(row, default=float), flush=True)
 
@@ -150,13 +167,15 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--device", default="cpu", help="torch device for the exact kNN (--knn-only)")
     p.add_argument("--knn-only", action="store_true", help="time only the exact kNN (e.g. on a GPU)")
+    p.add_argument("--benchmarker-knn", choices=("pynndescent", "exact"), default="pynndescent",
+                   help="the Benchmarker's neighbour computer: its default (approximate) or sklearn's exact search")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--engine", default="ours", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         return child(args)
-    extra = ["--knn-only", "--device", args.device] if args.knn_only else []
+    extra = ["--knn-only", "--device", args.device] if args.knn_only else ["--benchmarker-knn", args.benchmarker_knn]
     if args.knn_only:
         for n in args.sizes + args.alone:
             print(json.dumps({"n_cells": n, "device": args.device, **measure("ours", n, extra)}), flush=True)
@@ -168,7 +187,7 @@ def main() -> None:
     for n, versus in plan:
         rows = {e: [measure(e, n, extra) for _ in range(args.repeats)] for e in (("ours", "benchmarker") if versus else ("ours",))}
         med = {e: float(np.median([r["wall_s"] for r in rs])) for e, rs in rows.items()}
-        out = {"n_cells": n or "kang_ctrl_8donors_12k (PCA, Harmony)", "median_wall_s": med,
+        out = {"n_cells": n or "kang_ctrl_8donors_12k (PCA, Harmony)", "benchmarker_knn": args.benchmarker_knn, "median_wall_s": med,
                "peak_rss_mb": {e: max(r["peak_rss_mb"] for r in rs) for e, rs in rows.items()},
                "ours_per_metric_s": {k: round(float(np.median([e["metric_s"][k] for r in rows["ours"] for e in r["embeddings"]])), 3)
                                      for k in rows["ours"][0]["embeddings"][0]["metric_s"]},
