@@ -26,7 +26,7 @@ _MARGIN = 16  # extra float32 candidates re-measured in float64
 
 
 def knn(X: np.ndarray, k: int, *, method: str = "auto", seed: int = 0, device: str = "cpu"):
-    from scib_metrics.nearest_neighbors import NeighborsResults
+    from scfm_bench.metrics._connectivities import Neighbors  # NeighborsResults, connectivities without numba
 
     n = X.shape[0]
     k = min(k, n - 1)
@@ -34,11 +34,12 @@ def knn(X: np.ndarray, k: int, *, method: str = "auto", seed: int = 0, device: s
         method = "exact" if n <= EXACT_MAX_CELLS else "pynndescent"
     if method == "exact":
         idx, dist = exact_knn(X, k, device=device)
-        return NeighborsResults(indices=idx, distances=dist)
+        return Neighbors(indices=idx, distances=dist)
     if method == "pynndescent":
         from scib_metrics.nearest_neighbors import pynndescent
 
-        return pynndescent(np.asarray(X, dtype=np.float32), n_neighbors=k, random_state=seed, n_jobs=1)
+        nn = pynndescent(np.asarray(X, dtype=np.float32), n_neighbors=k, random_state=seed, n_jobs=1)
+        return Neighbors(indices=nn.indices, distances=nn.distances)
     raise ValueError(f"unknown kNN method {method!r}; use auto, exact or pynndescent")
 
 
