@@ -61,3 +61,31 @@ def test_graph_metrics_equal_scib_metrics_on_bbknns_graph_and_embedding_metrics_
     for embedding_metric in ("silhouette_label", "bras", "isolated_labels", "pcr_comparison", "kmeans_nmi", "scgraph"):
         assert out[embedding_metric].status == "skipped"
         assert "not applicable: the model yields a kNN graph, not an embedding" in out[embedding_metric].reason
+
+
+def test_runner_scores_the_graph_and_skips_embedding_tasks(two_batches, tmp_path):
+    """Through the CLI: batch_integration reads BBKNN's graph; annotation (probes need an embedding) and
+    `embed` refuse it with the reason."""
+    import subprocess
+    import sys
+
+    from scfm_bench.records import read_records
+
+    ad = two_batches.copy()
+    ad.X = ad.layers["counts"]
+    path = tmp_path / "two_batches.h5ad"
+    ad.write_h5ad(path)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "scfm_bench", *args], capture_output=True, text=True, cwd=tmp_path)
+
+    r = cli("run", "--dataset", str(path), "--label-key", "cell_type", "--batch-key", "batch", "-t", "batch_integration",
+            "-t", "annotation", "-m", "bbknn", "-o", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    recs = {(x.task, x.metric): x for x in read_records(tmp_path / "out")}
+    assert recs[("batch_integration", "ilisi")].status == "ok" and recs[("batch_integration", "graph_connectivity")].status == "ok"
+    assert "not applicable" in recs[("batch_integration", "silhouette_label")].reason
+    assert recs[("annotation", "*")].status == "skipped" and "yields a kNN graph, not an embedding" in recs[("annotation", "*")].reason
+    r = cli("embed", "--dataset", str(path), "--label-key", "cell_type", "--batch-key", "batch", "-m", "bbknn",
+            "-o", str(tmp_path / "e.npy"))
+    assert r.returncode == 2 and "yields a kNN graph" in r.stderr
