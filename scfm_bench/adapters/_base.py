@@ -33,6 +33,9 @@ class InputSpec(BaseModel):
     needs_gpu: bool = False
     needs_batch: bool = False
     needs_label: bool = False
+    # trains on the labels the annotation task scores (scANVI): the runner passes which cells' labels it
+    # saw, and protocols that would test on those cells skip it (leakage)
+    uses_labels: bool = False
 
 
 class NoParams(BaseModel):
@@ -73,6 +76,9 @@ class Adapter:
     Params: ClassVar[type[BaseModel]] = NoParams
     torch_forward: ClassVar[bool] = False  # embed_batch is a torch forward: the engine adds inference_mode/autocast
     token_budget: ClassVar[int | None] = None  # padded tokens per batch for length-bucketed batching
+    # "knn_graph": embed_batch returns a kNN graph packed as [indices | distances] (n_cells x 2k; see
+    # metrics._neighbors.pack_knn), not an embedding; only tasks that take a graph score it (BBKNN)
+    output: ClassVar[Literal["embedding", "knn_graph"]] = "embedding"
 
     def __init__(self, params: BaseModel | dict | None = None, *, seed: int = 0, model_dir: "Path | None" = None) -> None:
         self.params = params if isinstance(params, BaseModel) else self.Params.model_validate(params or {})
@@ -80,6 +86,9 @@ class Adapter:
         self.device = "cpu"
         self.model_dir = model_dir  # SCFM_BENCH_MODEL_DIR: checkpoints in <model_dir>/<key>
         self.run_info: dict[str, Any] = {}  # facts found while embedding (e.g. gene matching), kept in records
+        # per-cell side outputs, cached with the embedding, never in records: "labels_seen" (indices of the
+        # cells whose labels the model trained on) and "predictions" (its own label per cell)
+        self.cell_outputs: dict[str, list] = {}
 
     def check(self, adata: "AnnData") -> None:
         """Raise ConfigError before anything runs if this model cannot use ``adata`` as configured."""

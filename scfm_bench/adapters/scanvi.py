@@ -5,7 +5,10 @@ evaluated on, only reference labels are visible: the rows a reference/query pair
 ``reference`` (obs ``scfm_role``), or the batches in ``reference_batches``; every other cell is
 "unlabelled" for scANVI whatever its label. Without either, the model is skipped with the reason
 (evaluating an embedding trained on the labels it is scored against would be leakage). Score it with
-the annotation task's ``ref_query`` protocol; the number of labelled cells is recorded.
+the annotation task's ``ref_query`` protocol; the number of labelled cells is recorded. The cells whose
+labels it saw and its classifier's own predictions are cached with the latent (``cell_outputs``): the
+annotation task skips every protocol that would test on a seen cell (cv, cross_batch, fewshot, novel:
+they draw their own training cells) and scores the predictions as probe ``own`` in ref_query.
 """
 
 from __future__ import annotations
@@ -51,10 +54,10 @@ def visible_labels(adata, params: SCANVIParams, model: str) -> np.ndarray:
 class SCANVI(SCVI):
     key = "scanvi"
     display_name = "scANVI"
-    version = "1"
+    version = "2"  # 2: the cells whose labels it saw and its own predictions are cached beside the latent
     description = ("scvi-tools SCANVI from the scVI model (HVG counts, batch covariate); labels visible only on "
                    "reference cells (pair entry or scanvi.reference_batches).")
-    input_spec = InputSpec(raw_counts=True, needs_batch=True, needs_label=True)
+    input_spec = InputSpec(raw_counts=True, needs_batch=True, needs_label=True, uses_labels=True)
     Params = SCANVIParams
 
     def record_params(self) -> dict:
@@ -70,4 +73,7 @@ class SCANVI(SCVI):
         log.info("scANVI: %d epochs, %d labelled cells", self.params.scanvi_max_epochs, self.run_info["n_labelled_cells"])
         with epoch_progress("scANVI training", self.params.scanvi_max_epochs) as callbacks:
             model.train(max_epochs=self.params.scanvi_max_epochs, callbacks=callbacks, **self.trainer_kwargs())
+        # the annotation task skips protocols that would test on these cells, and scores the predictions as probe "own"
+        self.cell_outputs = {"labels_seen": np.flatnonzero(labels != UNLABELLED).tolist(),
+                             "predictions": np.asarray(model.predict(), dtype=str).tolist()}
         return np.asarray(model.get_latent_representation(), dtype=np.float32)

@@ -69,6 +69,9 @@ def embed_cmd(
     unknown = set(params) - {model}
     if unknown:
         raise ConfigError(f"--model-param/--checkpoint name model(s) {sorted(unknown)}, but --model is {model!r}.")
+    if cls.output != "embedding":
+        raise ConfigError(f"model {model!r} yields a kNN graph, not an embedding: score it with `scfm-bench run -m {model}` "
+                          "(batch_integration, zero_shot_clustering).")
     adapter = cls(validated_params(model, model, params.get(model, {})), seed=seed, model_dir=cfg.model_dir)
     from scfm_bench.config import load_suite
 

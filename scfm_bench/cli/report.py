@@ -30,6 +30,8 @@ def report(
     format: Annotated[Format, typer.Option("--format", "-f", help="term, md, csv, json, latex or html.")] = Format.term,
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of standard output (required for html).")] = None,
     figures: Annotated[Path | None, typer.Option("--figures", help="Also write every figure as PNG and SVG into this folder.")] = None,
+    unseen_only: Annotated[bool, typer.Option("--unseen-only", help="Rank each model only on datasets outside its "
+                                              "pretraining corpus (datasets.yaml in_pretraining); the others are marked ⊘.")] = False,
 ) -> int:
     """Report per task and dataset: scores with CIs, scaled scores, paired tests vs the best baseline, failures with reasons."""
     from rich.text import Text
@@ -41,7 +43,7 @@ def report(
     if format is Format.html and out is None:
         raise ConfigError("--format html writes a file: pass --out PATH, e.g. --out report.html.")
     records = read_records(*results)
-    rep = build_report(records, read_manifests(*results), units=read_units(*results))
+    rep = build_report(records, read_manifests(*results), units=read_units(*results), unseen_only=unseen_only)
     if figures is not None:
         from scfm_bench.leaderboard.figures import write_figures
         from scfm_bench.leaderboard.learning_curve import write_learning_curves

@@ -219,7 +219,7 @@ def embed(
         "adapter": adapter.key, "version": adapter.version, "weights_id": adapter.weights_id, "params": params,
         "seed": adapter.seed, "dataset_sha256": dataset_sha256, "device": device if sharded else devices[0], "dim": int(X.shape[1]),
         "prepare_s": t1 - t0, "embed_s": t2 - t1, "peak_ram_mb": pm.peak_ram_mb, "peak_gpu_mb": pm.peak_gpu_mb,
-        "precision": precision, "run_info": adapter.run_info,
+        "precision": precision, "run_info": adapter.run_info, "cell_outputs": adapter.cell_outputs,
     }
     if cache is not None:
         cache.put(key, X, meta)

@@ -93,6 +93,8 @@ class Report:
     warnings: tuple[str, ...]
     provenance: Provenance
     n_boot: int = field(default=N_BOOT)
+    # unseen-only view: (model, dataset) pairs left out because the dataset is in the model's pretraining corpus
+    excluded: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def tables(self) -> dict[tuple[str, str], Table]:
@@ -100,13 +102,18 @@ class Report:
 
 
 def build_report(records: list[MetricResult], manifests: list[RunManifest] = (), *, units: pd.DataFrame | None = None,
-                 kinds: Mapping[str, str] | None = None, n_boot: int = N_BOOT, seed: int = 0) -> Report:
-    """``units``: the per-unit tables beside the records (``read_units``), resampled by the paired comparisons."""
+                 kinds: Mapping[str, str] | None = None, n_boot: int = N_BOOT, seed: int = 0,
+                 unseen_only: bool = False) -> Report:
+    """``units``: the per-unit tables beside the records (``read_units``), resampled by the paired comparisons.
+    ``unseen_only``: rank each model only on datasets outside its pretraining corpus (datasets.yaml
+    ``in_pretraining``); the pairs left out are listed in ``excluded`` and in a warning per dataset."""
+    suites = _manifest_suites(manifests)
+    leakage = frozenset((m, d) for d, entry in suites["datasets"].items() for m in entry.get("in_pretraining") or [])
+    excluded = frozenset((r.model, r.dataset) for r in records if (r.model, r.dataset) in leakage) if unseen_only else frozenset()
+    records = [r for r in records if (r.model, r.dataset) not in excluded]
     lb = build_leaderboard(records, kinds)
     latest = latest_per_key(sorted(records, key=lambda r: r.created_at))
     kinds = lb.kinds
-    suites = _manifest_suites(manifests)
-    leakage = frozenset((m, d) for d, entry in suites["datasets"].items() for m in entry.get("in_pretraining") or [])
 
     per_seed: dict[tuple[str, str, str, str], dict[int, float]] = defaultdict(dict)
     for r in latest:
@@ -119,9 +126,17 @@ def build_report(records: list[MetricResult], manifests: list[RunManifest] = (),
     weights = {key: _weights_caption(suites["metric_suites"].get(key[0])) for key in lb.tables}
     return Report(
         leaderboard=lb, scores=scores, comparisons=comparisons, overall=_overall(lb, kinds), kinds=kinds,
-        weights=weights, leakage=leakage, warnings=tuple(_hash_warnings(latest)),
-        provenance=_provenance(latest, manifests, suites["versions"]), n_boot=n_boot,
+        weights=weights, leakage=leakage, warnings=tuple(_hash_warnings(latest) + _excluded_warnings(excluded)),
+        provenance=_provenance(latest, manifests, suites["versions"]), n_boot=n_boot, excluded=excluded,
     )
+
+
+def _excluded_warnings(excluded: frozenset[tuple[str, str]]) -> list[str]:
+    by_dataset: dict[str, list[str]] = defaultdict(list)
+    for m, d in sorted(excluded):
+        by_dataset[d].append(m)
+    return [f"dataset {d!r}: unseen-only view: {', '.join(ms)} left out (this dataset is in their pretraining corpus, "
+            "datasets.yaml in_pretraining)" for d, ms in by_dataset.items()]
 
 
 def _manifest_suites(manifests: list[RunManifest]) -> dict[str, Any]:

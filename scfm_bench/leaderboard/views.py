@@ -13,6 +13,7 @@ from scfm_bench.leaderboard.report import Report, best_baseline
 from scfm_bench.bootstrap import MIN_UNITS
 
 LEAK = "†"
+EXCLUDED = "⊘"
 REFERENCE_NOTE = "ref: a control or ceiling (declared kind), shown for reference and never ranked."
 
 
@@ -53,9 +54,14 @@ def overall_title(report: Report, family: str) -> str:
 def overall_section(report: Report, family: str) -> Section:
     f = report.overall[family]
     labels = [c for c in f.columns if c not in ("model", "kind", "mean_rank", "ranked_in")]
-    rows = [[r["model"], r["kind"], *(_num(r[lab]) for lab in labels), _num(r["mean_rank"], "{:.2f}"), str(r["ranked_in"])]
+    datasets = {lab: lab.split(" · ", 1)[1] for lab in labels}
+    rows = [[r["model"], r["kind"], *(EXCLUDED if (r["model"], datasets[lab]) in report.excluded else _num(r[lab])
+                                      for lab in labels), _num(r["mean_rank"], "{:.2f}"), str(r["ranked_in"])]
             for _, r in f.iterrows()]
     notes = ["Each dataset column is the score that ranks that table; mean rank is over the tables a model is ranked in."]
+    if report.excluded:
+        notes.append(f"{EXCLUDED} unseen-only view: left out because the dataset is in the model's pretraining corpus "
+                     "(datasets.yaml in_pretraining); ranks use only the datasets each model has not seen.")
     if len(report.overall) > 1:
         notes.append(f"Only {family} tasks: models of different task families are never ranked against each other.")
     if any(k in REFERENCE_KINDS for k in f["kind"]):

@@ -46,6 +46,8 @@ _PROVIDED_BY = {"labels": "--label-key (fields.label)", "batch": "--batch-key (f
 
 def _precondition(m: Metric, inputs: MetricInputs) -> str | None:
     spec = m.spec
+    if inputs.X is None and "X" in spec.inputs:
+        return "not applicable: the model yields a kNN graph, not an embedding (an embedding-only metric, as in scIB)"
     for name in spec.inputs:
         if name in OPTIONAL_INPUTS and name not in spec.optional and getattr(inputs, name) is None:
             how = _PROVIDED_BY.get(name)

@@ -101,19 +101,51 @@ def _refine(X64: np.ndarray, start: int, cand: np.ndarray, k: int) -> tuple[np.n
     return np.take_along_axis(cand, order, axis=1), np.take_along_axis(d2, order, axis=1)
 
 
+def pack_knn(distances) -> np.ndarray:
+    """A sparse kNN distance matrix (scanpy's/BBKNN's ``distances``: self left out) as the array an
+    adapter with ``output = "knn_graph"`` returns: [indices | distances], rows sorted by distance with
+    the cell itself first at distance 0 (scib-metrics' NeighborsResults form). Rows with fewer stored
+    neighbours (a zero distance is not stored) are cut to the shortest row."""
+    import scipy.sparse as sp
+
+    D = sp.csr_matrix(distances)
+    D.sort_indices()
+    k = int(np.diff(D.indptr).min())
+    idx = np.empty((D.shape[0], k + 1), dtype=np.int64)
+    dist = np.zeros((D.shape[0], k + 1))
+    idx[:, 0] = np.arange(D.shape[0])
+    for i in range(D.shape[0]):
+        lo, hi = D.indptr[i], D.indptr[i + 1]
+        order = np.lexsort((D.indices[lo:hi], D.data[lo:hi]))[:k]
+        idx[i, 1:], dist[i, 1:] = D.indices[lo:hi][order], D.data[lo:hi][order]
+    return np.hstack([idx, dist])
+
+
 class NeighborGraph:
     """The kNN graph of one embedding, built once at the largest k asked for (at least 90, the
     scib-metrics convention) and subset for smaller k; created by the caller once per embedding and
     handed to every task on it, so zero-shot clustering and batch integration share it. Subsets are
     cached too, so their UMAP connectivities are computed once."""
 
-    def __init__(self, X: np.ndarray, *, min_k: int = 90):
+    def __init__(self, X: np.ndarray | None, *, min_k: int = 90, fixed=None):
         self.X = X
         self.min_k = min_k
+        self.fixed = fixed  # a model's own graph (NeighborsResults), used whatever k a metric asks for
         self._full: dict[str, Any] = {}
         self._subsets: dict[tuple[str, int], Any] = {}
 
+    @classmethod
+    def from_packed(cls, packed: np.ndarray) -> "NeighborGraph":
+        """A model's own kNN graph (e.g. BBKNN's) in place of a search on an embedding (X is None), as scIB
+        scores graph outputs: every graph metric reads that graph as it is, whatever its k."""
+        from scib_metrics.nearest_neighbors import NeighborsResults
+
+        k = packed.shape[1] // 2
+        return cls(None, fixed=NeighborsResults(indices=packed[:, :k].astype(np.int64), distances=packed[:, k:]))
+
     def get(self, k: int, method: str = "auto"):
+        if self.fixed is not None:
+            return self.fixed
         k = min(k, self.X.shape[0] - 1)
         full = self._full.get(method)
         if full is None or full.n_neighbors < k:

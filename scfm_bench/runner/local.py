@@ -19,7 +19,7 @@ from scfm_bench import __version__
 from scfm_bench.adapters import Adapter
 from scfm_bench.config import MetricSuite
 from scfm_bench.embed import EmbeddingCache, embed, primary_device, resolve_device
-from scfm_bench.exceptions import CellError
+from scfm_bench.exceptions import CellError, CellSkipped
 from scfm_bench.metrics import NeighborGraph, Outcome
 from scfm_bench.progress import run_progress
 from scfm_bench.records import MetricResult, RunManifest, RunWriter, Timings, latest_per_key, new_run_id, read_records
@@ -28,7 +28,7 @@ from scfm_bench.runner.lock import output_lock, unwritable
 from scfm_bench.runner.plan import Cell, Plan
 from scfm_bench.runner.provenance import git_commit, machine_info, package_versions
 from scfm_bench.settings import Settings
-from scfm_bench.tasks import TaskData
+from scfm_bench.tasks import CellOutputs, TaskData
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,12 @@ def _run_group(ctx: _Context, adapter: Adapter, cells: list[Cell], data: TaskDat
         return
     timings = dict(prepare_s=emb.prepare_s, embed_s=emb.embed_s, peak_ram_mb=emb.peak_ram_mb,
                    peak_gpu_mb=emb.peak_gpu_mb, embedding_cached=emb.cached)
-    graph = NeighborGraph(emb.X)  # one kNN search per embedding, shared by the tasks that accept it
+    X = emb.X
+    if adapter.output == "knn_graph":  # the model's own graph (BBKNN) stands in for the kNN search
+        graph, X = NeighborGraph.from_packed(emb.X), None
+    else:
+        graph = NeighborGraph(X)  # one kNN search per embedding, shared by the tasks that accept it
+    cell_outputs = CellOutputs.from_meta(adapter.input_spec.uses_labels, emb.meta.get("cell_outputs") or {}, emb.X.shape[0])
     if emb.cached:  # report the timings of the run that computed it
         timings.update({k: emb.meta.get(k) for k in ("prepare_s", "embed_s", "peak_ram_mb", "peak_gpu_mb")})
     for i, c in enumerate(cells):
@@ -296,7 +301,12 @@ def _run_group(ctx: _Context, adapter: Adapter, cells: list[Cell], data: TaskDat
                        "n_cells": int(emb.X.shape[0]), "embedding_info": emb.meta.get("run_info") or {}}
         try:
             shared = {"neighbors": graph} if getattr(task, "shares_neighbors", False) else {}
-            outcomes = task.run(data, emb.X, params=ctx.plan.task_params[c.task], seed=c.seed, suite=suite, **shared)
+            if getattr(task, "reads_cell_outputs", False):
+                shared["cell_outputs"] = cell_outputs
+            if X is None and "neighbors" not in shared:
+                raise CellSkipped(f"model {adapter.key!r} yields a kNN graph, not an embedding; task {c.task!r} needs an "
+                                  "embedding (as in scIB, a graph method gets only the graph metrics)")
+            outcomes = task.run(data, X, params=ctx.plan.task_params[c.task], seed=c.seed, suite=suite, **shared)
         except Exception as exc:  # noqa: BLE001
             err = _failure(exc)
             outcomes = [Outcome("*", "", True, status=err.status, reason=str(err))]

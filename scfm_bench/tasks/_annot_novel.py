@@ -38,16 +38,19 @@ def _auc(is_novel: np.ndarray, score: np.ndarray) -> tuple[float, float]:
     return float(roc_auc_score(is_novel, score)), float(average_precision_score(is_novel, score))
 
 
+def novel_ids(params, suite) -> list[str]:
+    ontology_ids = [m.id for m in suite.metrics if m.family == "ontology"]
+    ids = [f"{p}_novel_{s}" for p in params.probes for s in ("auroc_maxprob", "auprc_maxprob", *ontology_ids)]
+    return ids + ["novel_auroc_knn_dist", "novel_auprc_knn_dist"]
+
+
 def novel_outcomes(task, data, embedding, y, params, seed, suite) -> list[Outcome]:
     from sklearn.neighbors import NearestNeighbors
 
     values, counts = np.unique(y, return_counts=True)
     held_types = [str(v) for v, c in zip(values, counts) if c >= params.novel_min_cells] if len(values) >= 3 else []
-    ontology_ids = [m.id for m in suite.metrics if m.family == "ontology"]
-    ids = [f"{p}_novel_{s}" for p in params.probes for s in ("auroc_maxprob", "auprc_maxprob", *ontology_ids)]
-    ids += ["novel_auroc_knn_dist", "novel_auprc_knn_dist"]
     if not held_types:
-        return skipped(ids, f"novel needs >= 3 cell types, one of them with >= {params.novel_min_cells} cells.")
+        return skipped(novel_ids(params, suite), f"novel needs >= 3 cell types, one of them with >= {params.novel_min_cells} cells.")
     per_type: dict[str, dict[str, dict[str, float]]] = {}  # score name -> held-out type -> {auroc, auprc}
     forced: dict[str, list[np.ndarray]] = {p: [] for p in params.probes}
     chosen: dict[str, list[dict]] = {p: [] for p in params.probes}

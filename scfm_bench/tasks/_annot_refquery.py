@@ -6,7 +6,8 @@ entry of the catalogue, whose embedding is computed once over both sides), else 
 with fewer than ``min_train_cells`` cells are not trained. Query cells are scored when their type
 is a trained class or, with Cell Ontology ids, a direct parent or child of one (such cells can only
 be right at distance 1); the others are counted and listed. The suite's ``ontology_accuracy``
-reports exact and within-distance-1 accuracy separately. Ids: ``<probe>_ref_query_<id>``.
+reports exact and within-distance-1 accuracy separately. A model with its own predictions (scANVI) is
+scored as probe ``own`` on the same query cells. Ids: ``<probe>_ref_query_<id>``.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ def _matchable(query_y: np.ndarray, trained: np.ndarray, suite) -> np.ndarray:
     return np.isin(query_y, trained) | np.isin(mapped, sorted(near - {""}))
 
 
-def ref_query_outcomes(task, data, embedding, y, params, seed, suite) -> list[Outcome]:
-    ids = [f"{p}_ref_query_{i}" for p in params.probes for i in suite_ids(suite)]
+def ref_query_outcomes(task, data, embedding, y, params, seed, suite, cell_outputs) -> list[Outcome]:
+    own = cell_outputs.predictions
+    ids = [f"{p}_ref_query_{i}" for p in [*params.probes, *(["own"] if own is not None else [])] for i in suite_ids(suite)]
     try:
         role = roles(data, params)
     except CellSkipped as exc:
@@ -62,6 +64,9 @@ def ref_query_outcomes(task, data, embedding, y, params, seed, suite) -> list[Ou
     keep = _matchable(y[query], trained, suite) if data.ontology_ids is not None else np.isin(y[query], trained)
     unmatched = {str(v): int(c) for v, c in zip(*np.unique(y[query][~keep], return_counts=True))}
     query = query[keep]
+    if cell_outputs.labels_seen is not None and cell_outputs.labels_seen[query].any():
+        return skipped(ids, f"ref_query: the model trained on the labels of {int(cell_outputs.labels_seen[query].sum())} "
+                            "query cells (label leakage): give it the same reference (pair entry or reference_batches)")
     outcomes = []
     for probe in params.probes:
         est, info = fit_probe(probe, embedding[ref], y[ref], seed=seed, grid=params.probe_grid)
@@ -71,4 +76,13 @@ def ref_query_outcomes(task, data, embedding, y, params, seed, suite) -> list[Ou
         outcomes += probe_outcomes(task.score, suite, X=embedding[query], y=y[query], pred=est.predict(embedding[query]),
                                    folds=None, has_ontology=data.ontology_ids is not None, knn_method=params.knn_method,
                                    prefix=f"{probe}_ref_query", extra=extra)
+    if own is not None:
+        # the model's own classifier predicts dataset labels: map them to the target through the reference rows
+        vocab = dict(zip(data.labels[ref], y[ref]))
+        pred = np.array([vocab.get(p, p) for p in own[query]])
+        extra = {"probe": "own", "protocol": "ref_query", "n_reference_cells": int(len(ref)), "n_query_cells": int(len(query)),
+                 "query_cells_unmatched": unmatched, "target": target_name(data)}
+        outcomes += probe_outcomes(task.score, suite, X=embedding[query], y=y[query], pred=pred, folds=None,
+                                   has_ontology=data.ontology_ids is not None, knn_method=params.knn_method,
+                                   prefix="own_ref_query", extra=extra)
     return outcomes

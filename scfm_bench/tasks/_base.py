@@ -28,6 +28,26 @@ class TaskData:
     continuous: dict[str, np.ndarray] | None = None
 
 
+@dataclass(frozen=True)
+class CellOutputs:
+    """What a model reports per cell beside its embedding (tasks with ``reads_cell_outputs`` get it)."""
+
+    uses_labels: bool = False  # the model trained on cell-type labels (its spec's uses_labels)
+    labels_seen: np.ndarray | None = None  # bool per cell: the model saw this cell's label (all, when it does not say)
+    predictions: np.ndarray | None = None  # the model's own label per cell (dataset label vocabulary), if it predicts
+
+    @classmethod
+    def from_meta(cls, uses_labels: bool, outputs: dict, n_cells: int) -> "CellOutputs":
+        seen = None
+        if uses_labels:
+            seen = np.ones(n_cells, bool)
+            if "labels_seen" in outputs:
+                seen[:] = False
+                seen[np.asarray(outputs["labels_seen"], dtype=int)] = True
+        preds = outputs.get("predictions")
+        return cls(uses_labels, seen, None if preds is None else np.asarray(preds, dtype=str))
+
+
 class EmbeddingTaskParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     knn_method: Literal["auto", "exact", "pynndescent"] = Field(

@@ -9,6 +9,11 @@ Protocols (one file each beside this one, ``_annot_*.py``):
 * ``ref_query``: train on the reference rows, predict the query rows (a reference/query pair entry
   of the catalogue, or ``reference_batches``).
 
+A label-aware model (scANVI: its spec's ``uses_labels``) saw the labels of some cells; every protocol
+whose test cells include one of those is skipped with the reason (only ref_query can run, when the
+model saw reference labels only). A model that predicts labels itself is scored as probe ``own``
+(ref_query) on the same test cells and metrics.
+
 The target is the Cell Ontology id when the dataset declares one (so errors can be placed in the
 ontology: LCAD, hierarchical F1), else the label. Probe hyper-parameters (k, C) are chosen on inner
 folds from grids shared by every model (``probe_grid``) and recorded. Metric-suite ids are reported
@@ -28,7 +33,7 @@ from scfm_bench.metrics import Outcome
 from scfm_bench.registry import TASKS
 from scfm_bench.tasks._annot_probes import (Probe, ProbeGrid, chosen_summary, fit_probe, probe_outcomes, skipped, suite_ids,
                                             target_name)
-from scfm_bench.tasks._base import EmbeddingTaskParams, Task
+from scfm_bench.tasks._base import CellOutputs, EmbeddingTaskParams, Task
 
 Protocol = Literal["cv", "cross_batch", "fewshot", "novel", "ref_query"]
 
@@ -106,6 +111,7 @@ class Annotation(Task):
     Params = AnnotationParams
     needs_label = True
     default_suite = "annotation"
+    reads_cell_outputs = True  # run() takes the model's CellOutputs: labels it saw, its own predictions
 
     @staticmethod
     def primary_id(suite, params) -> str | None:
@@ -118,15 +124,27 @@ class Annotation(Task):
             return f"{params.probes[0]}_novel_auroc_maxprob"
         return f"{params.probes[0]}_{protocol}_{suite.primary}"
 
-    def run(self, data, embedding, *, params, seed, suite):
+    def run(self, data, embedding, *, params, seed, suite, cell_outputs: CellOutputs | None = None):
         from scfm_bench.tasks._annot_fewshot import fewshot_outcomes
-        from scfm_bench.tasks._annot_novel import novel_outcomes
+        from scfm_bench.tasks._annot_novel import novel_ids, novel_outcomes
         from scfm_bench.tasks._annot_refquery import ref_query_outcomes
 
         y = data.ontology_ids if data.ontology_ids is not None else data.labels
         y = np.asarray(y).astype(str)
+        cell_outputs = cell_outputs or CellOutputs()
+        seen = cell_outputs.labels_seen
         outcomes: list[Outcome] = []
         for protocol in params.protocols:
+            if seen is not None and seen.any() and protocol != "ref_query":
+                # the protocol draws its own training cells, so its test cells include cells whose labels a
+                # label-aware model (scANVI) trained on; retraining it per split is not done (cost: README)
+                probes = [*params.probes, *(["own"] if cell_outputs.predictions is not None else [])]
+                ids = (novel_ids(params.model_copy(update={"probes": probes}), suite) if protocol == "novel" else
+                       [f"{p}_{protocol}{n if protocol == 'fewshot' else ''}_{i}" for p in probes
+                        for n in (params.shots if protocol == "fewshot" else [""]) for i in suite_ids(suite)])
+                outcomes += skipped(ids, f"{protocol}: the model trained on the labels of {int(seen.sum())} cells that this "
+                                         "protocol tests on (label leakage); a label-aware model is scored by ref_query only")
+                continue
             if protocol in ("cv", "cross_batch"):
                 outcomes += _fold_outcomes(self, data, embedding, y, protocol, params, seed, suite)
             elif protocol == "fewshot":
@@ -134,5 +152,5 @@ class Annotation(Task):
             elif protocol == "novel":
                 outcomes += novel_outcomes(self, data, embedding, y, params, seed, suite)
             else:
-                outcomes += ref_query_outcomes(self, data, embedding, y, params, seed, suite)
+                outcomes += ref_query_outcomes(self, data, embedding, y, params, seed, suite, cell_outputs)
         return outcomes

@@ -151,3 +151,27 @@ def test_figures_written_as_png_and_svg(rec, tmp_path):
     assert {"rank_heatmap.png", "rank_heatmap.svg", "results_integration__pbmc.png", "results_integration__pbmc.svg"} <= names
     assert (tmp_path / "figs" / "rank_heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in (tmp_path / "figs" / "rank_heatmap.svg").read_bytes()[:500]
+
+
+def test_unseen_only_ranks_on_datasets_outside_each_models_pretraining(rec):
+    """scGPT wins on pbmc, which its corpus holds, and loses on lung: the unseen-only view ranks it on
+    lung only, marks its pbmc cell ⊘ and says why in every format."""
+    from scfm_bench.leaderboard import to_markdown
+    from scfm_bench.leaderboard.views import EXCLUDED, sections
+
+    suite = {"datasets": {"pbmc": {"in_pretraining": ["scgpt"]}, "lung": {}}}
+    m = RunManifest(run_id="r1", package_version="0.1.0", suite=suite)
+    records = [r for d, s_pca, s_gpt in (("pbmc", 0.5, 0.9), ("lung", 0.6, 0.4))
+               for r in _cell(rec, "pca", 0, s_pca, s_pca, dataset=d) + _cell(rec, "scgpt", 0, s_gpt, s_gpt, dataset=d)]
+    full = build_report(records, [m], kinds=KINDS)
+    unseen = build_report(records, [m], kinds=KINDS, unseen_only=True)
+    assert full.excluded == frozenset() and unseen.excluded == {("scgpt", "pbmc")}
+    assert set(full.tables[("integration", "pbmc")].frame["model"]) == {"pca", "scgpt"}
+    assert list(unseen.tables[("integration", "pbmc")].frame["model"]) == ["pca"]
+    ranks = {name: f.set_index("model") for name, f in (("full", full.overall["embedding"]), ("unseen", unseen.overall["embedding"]))}
+    assert ranks["full"].loc["scgpt", "mean_rank"] == 1.5 and ranks["unseen"].loc["scgpt", "mean_rank"] == 2.0
+    assert ranks["unseen"].loc["scgpt", "ranked_in"] == 1
+    overall = sections(unseen)[0].views[0]
+    row = next(r for r in overall.rows if r[0] == "scgpt")
+    assert row[overall.header.index("integration · pbmc")] == EXCLUDED
+    assert "unseen-only view: scgpt left out" in to_markdown(unseen) and "unseen-only" not in to_markdown(full)

@@ -142,3 +142,16 @@ def test_paired_intervals_on_real_cells_contain_their_estimates(shared_data, tmp
     asw = comps["asw_label"]
     assert (asw["unit"], asw["n"]) == ("cells", 1200) and asw["marker"] in "▲▼≈"
     assert _contains_estimates(doc["comparisons"]) == [asw]
+
+
+def test_report_unseen_only_flag(tmp_path, rec):
+    """--unseen-only drops the cells whose dataset the model's corpus holds and says so; without it they rank."""
+    w = RunWriter(tmp_path / "res", "r1")
+    w.write_manifest(RunManifest(run_id="r1", package_version="0.1.0", suite={"datasets": {"pbmc": {"in_pretraining": ["harmony"]}}}))
+    w.write("job", _records(rec))
+    full = _cli("report", str(tmp_path / "res"), "-f", "md")
+    unseen = _cli("report", str(tmp_path / "res"), "-f", "md", "--unseen-only")
+    assert full.returncode == unseen.returncode == 0, unseen.stderr
+    assert "| harmony †" in full.stdout and "unseen-only" not in full.stdout
+    assert "| harmony" not in unseen.stdout
+    assert "unseen-only view: harmony left out" in unseen.stdout + unseen.stderr
