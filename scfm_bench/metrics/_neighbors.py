@@ -138,10 +138,10 @@ class NeighborGraph:
     def from_packed(cls, packed: np.ndarray) -> "NeighborGraph":
         """A model's own kNN graph (e.g. BBKNN's) in place of a search on an embedding (X is None), as scIB
         scores graph outputs: every graph metric reads that graph as it is, whatever its k."""
-        from scib_metrics.nearest_neighbors import NeighborsResults
+        from scfm_bench.metrics._connectivities import Neighbors
 
         k = packed.shape[1] // 2
-        return cls(None, fixed=NeighborsResults(indices=packed[:, :k].astype(np.int64), distances=packed[:, k:]))
+        return cls(None, fixed=Neighbors(indices=packed[:, :k].astype(np.int64), distances=packed[:, k:]))
 
     def get(self, k: int, method: str = "auto"):
         if self.fixed is not None:
