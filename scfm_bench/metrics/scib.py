@@ -24,7 +24,7 @@ def _sm():
 
 
 @metric(MetricSpec("isolated_labels", "Isolated labels", "bio", True, (0.0, 1.0), ("X", "labels", "batch"), _SCIB,
-                   min_cells_per_label=2))
+                   min_cells_per_label=2, quadratic=True))
 def isolated_labels(X, labels, batch, *, rescale: bool = True, iso_threshold: int | None = None) -> float:
     return float(_sm().isolated_labels(X, labels, batch, rescale=rescale, iso_threshold=iso_threshold))
 
@@ -47,7 +47,7 @@ def nmi_ari_leiden(knn, labels, *, optimize_resolution: bool = True, resolution:
 
 
 @metric(MetricSpec("silhouette_label", "Silhouette label", "bio", True, (0.0, 1.0), ("X", "labels"), _SCIB,
-                   min_cells_per_label=2))
+                   min_cells_per_label=2, quadratic=True))
 def silhouette_label(X, labels, *, rescale: bool = True, metric: str = "euclidean") -> Scored:
     """scib-metrics' silhouette_label is the mean of its per-cell silhouette_samples (rescaled (s + 1) / 2):
     computed here from those samples, which are kept as per-cell units."""
@@ -62,7 +62,7 @@ def clisi(knn, labels, *, perplexity: float | None = None, scale: bool = True) -
 
 
 @metric(MetricSpec("silhouette_batch", "Silhouette batch", "batch", True, (0.0, 1.0), ("X", "labels", "batch"), _SCIB,
-                   min_batches=2, min_cells_per_label=2))
+                   min_batches=2, min_cells_per_label=2, quadratic=True))
 def silhouette_batch(X, labels, batch, *, rescale: bool = True, metric: str = "euclidean",
                      between_cluster_distances: str = "nearest") -> float:
     return float(_sm().silhouette_batch(X, labels, batch, rescale=rescale, metric=metric,
@@ -70,7 +70,7 @@ def silhouette_batch(X, labels, batch, *, rescale: bool = True, metric: str = "e
 
 
 @metric(MetricSpec("bras", "BRAS", "batch", True, (0.0, 1.0), ("X", "labels", "batch"), _SCIB, min_batches=2,
-                   min_cells_per_label=2))
+                   min_cells_per_label=2, quadratic=True))
 def bras(X, labels, batch, *, metric: str = "cosine", between_cluster_distances: str = "mean_other") -> float:
     return float(_sm().bras(X, labels, batch, metric=metric, between_cluster_distances=between_cluster_distances))
 
@@ -80,7 +80,8 @@ def ilisi(knn, batch, *, perplexity: float | None = None, scale: bool = True) ->
     return float(_sm().ilisi_knn(knn, batch, perplexity=perplexity, scale=scale))
 
 
-@metric(MetricSpec("kbet", "kBET (per label)", "batch", True, (0.0, 1.0), ("knn50", "batch", "labels"), _SCIB, min_batches=2))
+@metric(MetricSpec("kbet", "kBET (per label)", "batch", True, (0.0, 1.0), ("knn50", "batch", "labels"), _SCIB, min_batches=2,
+                   quadratic=True))
 def kbet(knn, batch, labels, *, alpha: float = 0.05, diffusion_n_comps: int = 100, seed: int = 0) -> float:
     """scib-metrics' kbet_per_label with its hidden state removed (seeded ARPACK start vector, exact
     diffusion-space neighbours; see metrics/_kbet.py): same inputs and seed, same value, in any

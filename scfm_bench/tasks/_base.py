@@ -34,6 +34,12 @@ class EmbeddingTaskParams(BaseModel):
         "auto", description="kNN for graph metrics: exact up to 200k cells under auto, else pynndescent.")
 
 
+class ScibTaskParams(EmbeddingTaskParams):
+    exact_quadratic: bool = Field(
+        False, description="Silhouette/isolated labels/BRAS/kBET on every cell even above 50,000 cells (default: a "
+                           "declared stratified subsample of 50,000 there; hours at 10^6 cells if true).")
+
+
 class Task:
     key: ClassVar[str]
     description: ClassVar[str]
