@@ -21,6 +21,7 @@ import numpy as np
 from scfm_bench.config.schemas import MetricEntry, MetricSuite
 from scfm_bench.exceptions import CellSkipped
 from scfm_bench.metrics._base import OPTIONAL_INPUTS, Metric, MetricInputs, Scored, Units
+from scfm_bench.metrics._neighbors import resolve_method
 from scfm_bench.metrics._subsample import parent_units, quadratic_inputs
 from scfm_bench.registry import METRICS
 
@@ -86,6 +87,8 @@ def evaluate_suite(suite: MetricSuite, inputs: MetricInputs) -> list[Outcome]:
             m_inputs, sampling = quadratic_inputs(inputs) if m.spec.quadratic else (inputs, None)
             if sampling is not None:
                 params = {**params, "sampling": sampling}
+            if any(name.startswith("knn") for name in m.spec.inputs):  # which search built the graph
+                params = {**params, "knn": {"method": resolve_method(m_inputs.X.shape[0], m_inputs.knn_method)}}
             result = m(m_inputs, **kwargs)
         except CellSkipped as exc:  # the data do not allow this metric (e.g. < 3 cell types with enough cells)
             outcomes += [Outcome(e.id, e.family, m.spec.higher_is_better, status="skipped", reason=f"{e.id}: {exc}",

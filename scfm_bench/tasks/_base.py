@@ -30,8 +30,8 @@ class TaskData:
 
 class EmbeddingTaskParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    knn_method: Literal["auto", "exact", "pynndescent"] = Field(
-        "auto", description="kNN for graph metrics: exact up to 200k cells under auto, else pynndescent.")
+    knn_method: Literal["auto", "exact", "hnsw", "pynndescent"] = Field(
+        "auto", description="kNN for graph metrics: exact up to 200k cells under auto, else faiss HNSW (recorded).")
 
 
 class ScibTaskParams(EmbeddingTaskParams):
