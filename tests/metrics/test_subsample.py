@@ -114,7 +114,8 @@ def test_subsample_deviation_at_100k_cells():
     suite = _suite(QUADRATIC)
     exact = _by_id(evaluate_suite(suite, MetricInputs(X=X, labels=labels, batch=batch, exact_quadratic=True)))
     sub = _by_id(evaluate_suite(suite, MetricInputs(X=X, labels=labels, batch=batch, seed=0)))
-    sd, bias = _sampling_sd(exact, labels, _subsample.QUADRATIC_MAX_CELLS), _abs_bias(labels, batch, _subsample.QUADRATIC_MAX_CELLS)
+    m = _subsample.QUADRATIC_MAX_CELLS
+    sd, bias = _sampling_sd(exact, labels, m), _abs_bias(labels, batch, m)
     for k in QUADRATIC:
         assert sub[k].params["sampling"]["of"] == n
         bound = 0.02 if k == "kbet" else 6 * sd + (bias if k in ("bras", "silhouette_batch") else 0)
