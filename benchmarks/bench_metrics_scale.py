@@ -8,6 +8,12 @@ largest |ours - Benchmarker| over metrics and embeddings, and the ratio of media
     python benchmarks/bench_metrics_scale.py --sizes 10000 --alone 200000
     python benchmarks/bench_metrics_scale.py --sizes 10000 --no-kang --benchmarker-knn exact   # values equal
     python benchmarks/bench_metrics_scale.py --device cuda --knn-only --alone 60000 200000 1000000   # GPU kNN
+    python benchmarks/bench_metrics_scale.py --knn-compare --sizes --alone 200000 1000000   # kNN backends
+
+``--alone`` sizes run both suites (batch integration and zero-shot, Leiden sweep included) under the
+default large-n policy (exact kNN up to 200k cells, faiss HNSW above; quadratic metrics on the
+declared 50,000-cell subsample above 50k), one metric at a time so each gets its seconds and the
+process's peak RSS after it; the scaling exponent is fitted per metric over all sizes run.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ def kang():
 
 
 def run_ours(embs, labels, batch, X_pre, leiden: bool) -> dict:
+    import json as _json
     from types import SimpleNamespace
 
     from scfm_bench.config import load_suite, packaged_suite_dir
@@ -83,9 +90,17 @@ def run_ours(embs, labels, batch, X_pre, leiden: bool) -> dict:
         t = time.perf_counter()
         inputs.knn90
         knn_s = time.perf_counter() - t
-        outcomes = evaluate_suite(suite, inputs)
+        outcomes, rss = [], {}
+        groups: dict = {}  # one (metric, kwargs) at a time: its seconds and the peak RSS after it
+        for e in suite.metrics:
+            groups.setdefault((e.metric, _json.dumps(e.kwargs, sort_keys=True)), []).append(e)
+        for entries in groups.values():
+            outs = evaluate_suite(SimpleNamespace(metrics=entries), inputs)
+            outcomes += outs
+            rss.update({o.id: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 for o in outs})
         out.append({"total_s": time.perf_counter() - t0, "knn_s": knn_s,
-                    "metric_s": {o.id: o.metric_s for o in outcomes},
+                    "metric_s": {o.id: o.metric_s for o in outcomes}, "peak_rss_after_mb": rss,
+                    "sampling": {o.id: o.params["sampling"] for o in outcomes if "sampling" in o.params},
                     "values": {o.id: o.value for o in outcomes}})
     return {"embeddings": out}
 
@@ -136,14 +151,41 @@ def knn_only(n: int, device: str) -> dict:
     return {"knn_s": time.perf_counter() - t}
 
 
+def knn_compare(n: int, method: str) -> dict:
+    """One search of ``method`` on n cells x 50 dims (k = 90); recall@90 against the exact neighbours of
+    20,000 seeded query cells (float32 brute force)."""
+    import torch
+
+    from scfm_bench.metrics._neighbors import knn
+
+    X = synthetic(n, n_emb=1)[0][0]
+    q = np.sort(np.random.default_rng(1).choice(n, min(n, 20_000), replace=False))
+    Xt = torch.from_numpy(X)
+    sq = (Xt * Xt).sum(1)
+    truth = np.concatenate([torch.topk(torch.addmm(sq[None], Xt[q[s:s + 500]], Xt.T, alpha=-2), 90, dim=1,
+                                       largest=False).indices.numpy() for s in range(0, len(q), 500)])
+    row = {}
+    if method == "pynndescent":  # its numba compile, paid once per process, apart from the search
+        t = time.perf_counter()
+        knn(X[:3000], 90, method=method)
+        row["compile_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    idx = knn(X, 90, method=method).indices
+    row["search_s"] = time.perf_counter() - t
+    row["recall90"] = float(np.mean([len(np.intersect1d(a, b)) / 90 for a, b in zip(idx[q], truth)]))
+    return row
+
+
 def child(args) -> None:
     """One measurement in this process; prints one JSON object."""
     if args.knn_only:
         row = knn_only(args.n, args.device)
+    elif args.knn_compare:
+        row = knn_compare(args.n, args.engine)
     else:
         embs, labels, batch, X_pre = kang() if args.n == 0 else synthetic(args.n)
         if args.engine == "ours":
-            row = run_ours(embs, labels, batch, X_pre, leiden=args.n == 0)
+            row = run_ours(embs, labels, batch, X_pre, leiden=args.n == 0 or args.n not in args.sizes)
         else:
             row = run_benchmarker(embs, labels, batch, X_pre, leiden=args.n == 0, knn=args.benchmarker_knn)
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -169,18 +211,25 @@ def main() -> None:
     p.add_argument("--knn-only", action="store_true", help="time only the exact kNN (e.g. on a GPU)")
     p.add_argument("--benchmarker-knn", choices=("pynndescent", "exact"), default="pynndescent",
                    help="the Benchmarker's neighbour computer: its default (approximate) or sklearn's exact search")
+    p.add_argument("--knn-compare", action="store_true", help="kNN backends: seconds and recall@90 (exact up to 200k)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--engine", default="ours", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         return child(args)
-    extra = ["--knn-only", "--device", args.device] if args.knn_only else ["--benchmarker-knn", args.benchmarker_knn]
+    extra = (["--knn-only", "--device", args.device] if args.knn_only
+             else ["--benchmarker-knn", args.benchmarker_knn, "--sizes", *map(str, args.sizes)])
+    if args.knn_compare:
+        for n in args.sizes + args.alone:
+            for method in ("exact", "hnsw", "pynndescent") if n <= 200_000 else ("hnsw", "pynndescent"):
+                print(json.dumps({"n_cells": n, "method": method, **measure(method, n, ["--knn-compare"])}), flush=True)
+        return
     if args.knn_only:
         for n in args.sizes + args.alone:
             print(json.dumps({"n_cells": n, "device": args.device, **measure("ours", n, extra)}), flush=True)
         return
-    ours_times = {}
+    ours_times, per_metric = {}, {}
     plan = [(n, True) for n in args.sizes] + [(n, False) for n in args.alone]
     if KANG.exists() and not args.no_kang:
         plan.append((0, True))
@@ -192,6 +241,8 @@ def main() -> None:
                "ours_per_metric_s": {k: round(float(np.median([e["metric_s"][k] for r in rows["ours"] for e in r["embeddings"]])), 3)
                                      for k in rows["ours"][0]["embeddings"][0]["metric_s"]},
                "ours_knn_s": round(float(np.median([e["knn_s"] for r in rows["ours"] for e in r["embeddings"]])), 3),
+               "ours_peak_rss_after_mb": rows["ours"][0]["embeddings"][-1]["peak_rss_after_mb"],
+               "ours_sampling": rows["ours"][0]["embeddings"][0]["sampling"],
                "ours_values": [e["values"] for e in rows["ours"][0]["embeddings"]]}
         if versus:
             ref = rows["benchmarker"][0]["embeddings"]
@@ -201,11 +252,14 @@ def main() -> None:
             out["speedup"] = round(med["benchmarker"] / med["ours"], 2)
         if n:
             ours_times[n] = med["ours"]
+            per_metric[n] = out["ours_per_metric_s"]
         print(json.dumps(out, default=float), flush=True)
     if len(ours_times) >= 2:
         ns = sorted(ours_times)
         slope = np.polyfit(np.log(ns), np.log([ours_times[n] for n in ns]), 1)[0]
-        print(json.dumps({"fitted_exponent_ours": round(float(slope), 2), "sizes": ns}), flush=True)
+        fit = {k: round(float(np.polyfit(np.log(ns), np.log([max(per_metric[n][k], 1e-3) for n in ns]), 1)[0]), 2)
+               for k in per_metric[ns[0]] if all(k in per_metric[n] for n in ns)}
+        print(json.dumps({"fitted_exponent_ours": round(float(slope), 2), "per_metric": fit, "sizes": ns}), flush=True)
 
 
 if __name__ == "__main__":

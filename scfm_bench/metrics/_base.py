@@ -53,6 +53,9 @@ class MetricSpec:
     # suite-time check of option values (e.g. that a file an option names is usable), so bad input stops
     # a run before anything is written; raises ScfmBenchError
     check_options: Callable[[dict[str, Any]], None] | None = None
+    # cost grows with n²: above metrics/_subsample.QUADRATIC_MAX_CELLS cells it runs on a declared,
+    # stratified, seeded subsample (evaluate_suite; the record's params say so)
+    quadratic: bool = False
 
     def check_entry(self, entry) -> None:
         """Validate a suite entry (metrics/*.yaml) against this spec; raises ValueError or ScfmBenchError."""
@@ -133,6 +136,8 @@ class MetricInputs:
     go_labels: np.ndarray | None = None
     go_scores: np.ndarray | None = None
     knn_method: str = "auto"
+    seed: int = 0  # the run seed: draws the quadratic metrics' subsample above the threshold
+    exact_quadratic: bool = False  # True: quadratic metrics on every cell, whatever the size
     neighbors: Any = None  # NeighborGraph of X, shared by every task on this embedding
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 

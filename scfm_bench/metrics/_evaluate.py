@@ -1,8 +1,10 @@
 """Evaluate a metric suite on one embedding, and derive its declared aggregates.
 
 Each distinct (metric, kwargs) runs once even when several suite entries read different outputs of
-it (e.g. KMeans NMI and ARI). A metric that cannot apply (one batch, too-small labels) is skipped
-with the reason; one that raises or returns a non-finite value is failed with the reason.
+it (e.g. KMeans NMI and ARI). A metric whose spec is ``quadratic`` runs on the declared stratified
+subsample above metrics/_subsample.QUADRATIC_MAX_CELLS cells (``sampling`` in its params). A metric
+that cannot apply (one batch, too-small labels) is skipped with the reason; one that raises or
+returns a non-finite value is failed with the reason.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import numpy as np
 from scfm_bench.config.schemas import MetricEntry, MetricSuite
 from scfm_bench.exceptions import CellSkipped
 from scfm_bench.metrics._base import OPTIONAL_INPUTS, Metric, MetricInputs, Scored, Units
+from scfm_bench.metrics._neighbors import resolve_method
+from scfm_bench.metrics._subsample import parent_units, quadratic_inputs
 from scfm_bench.registry import METRICS
 
 log = logging.getLogger(__name__)
@@ -82,7 +86,12 @@ def evaluate_suite(suite: MetricSuite, inputs: MetricInputs) -> list[Outcome]:
             continue
         t0 = time.perf_counter()
         try:
-            result = m(inputs, **kwargs)
+            m_inputs, sampling = quadratic_inputs(inputs) if m.spec.quadratic else (inputs, None)
+            if sampling is not None:
+                params = {**params, "sampling": sampling}
+            if any(name.startswith("knn") for name in m.spec.inputs):  # which search built the graph
+                params = {**params, "knn": {"method": resolve_method(m_inputs.X.shape[0], m_inputs.knn_method)}}
+            result = m(m_inputs, **kwargs)
         except CellSkipped as exc:  # the data do not allow this metric (e.g. < 3 cell types with enough cells)
             outcomes += [Outcome(e.id, e.family, m.spec.higher_is_better, status="skipped", reason=f"{e.id}: {exc}",
                                  params=params) for e in entries]
@@ -96,6 +105,8 @@ def evaluate_suite(suite: MetricSuite, inputs: MetricInputs) -> list[Outcome]:
         units: dict[str, Units] = {}
         if isinstance(result, Scored):
             params, units = {**params, **result.info}, result.units
+            if sampling is not None:
+                units = {k: parent_units(u, m_inputs) for k, u in units.items()}
             result = result.values
         for e in entries:
             if m.spec.dynamic_outputs:

@@ -6,9 +6,15 @@ equal scanpy's (sklearn's brute force) and a cell's distance to itself (or to an
 identical cell) is exactly 0 — the UMAP connectivities read the nearest non-zero distance, so the
 ~1e-6 self-distances of a plain float32 search changed them by up to 0.7. Equal distances are
 ordered by cell index, as scanpy's brute-force search does. No n x n matrix is ever held.
-``pynndescent`` is what scib-metrics' Benchmarker uses (approximate; ~36 s numba compile per process).
-``auto`` is exact up to ``EXACT_MAX_CELLS`` cells (~4e12 flops at 200k x 50 dims: minutes on 2
-cores, and no numba compile), pynndescent above.
+``hnsw`` is faiss-cpu's HNSW graph (approximate, deterministic: single-threaded build). ``auto`` is
+exact up to ``EXACT_MAX_CELLS`` cells (~4e12 flops at 200k x 50 dims: minutes on 2 cores, exact),
+``hnsw`` above; the record's params name the search (``knn``). Chosen by measurement
+(benchmarks/bench_metrics_scale.py --knn-compare; 200,000 synthetic cells x 50 dims, k = 90, 2 shared
+cores, recall@90 against the exact neighbours of 20,000 cells): faiss HNSW (M=32, efSearch=128) 264 s,
+recall 0.958; pynndescent (scib-metrics' Benchmarker search) 487 s plus a 60 s numba compile in every
+process, recall 0.994; faiss IVF-Flat (nprobe 16) 75 s but recall 0.42; the exact search is O(n²) (25x
+the 200k cost at 1M cells). At 10^6 cells the search time decides whether the suites fit, so HNSW,
+with pynndescent (``knn_method: pynndescent``) kept for users who want the Benchmarker's search.
 """
 
 from __future__ import annotations
@@ -21,8 +27,17 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 EXACT_MAX_CELLS = 200_000
+APPROXIMATE = "hnsw"  # the search ``auto`` uses above EXACT_MAX_CELLS
+_HNSW_M, _HNSW_EF_CONSTRUCTION, _HNSW_EF_SEARCH = 32, 80, 128
 _CHUNK_BYTES = {"cpu": 64 * 2**20, "cuda": 2 * 2**30}  # float32 distance block per chunk
 _MARGIN = 16  # extra float32 candidates re-measured in float64
+
+
+def resolve_method(n_cells: int, method: str) -> str:
+    """The search ``method`` means on ``n_cells`` cells (``auto``: exact up to EXACT_MAX_CELLS, then APPROXIMATE)."""
+    if method == "auto":
+        return "exact" if n_cells <= EXACT_MAX_CELLS else APPROXIMATE
+    return method
 
 
 def knn(X: np.ndarray, k: int, *, method: str = "auto", seed: int = 0, device: str = "cpu"):
@@ -30,17 +45,53 @@ def knn(X: np.ndarray, k: int, *, method: str = "auto", seed: int = 0, device: s
 
     n = X.shape[0]
     k = min(k, n - 1)
-    if method == "auto":
-        method = "exact" if n <= EXACT_MAX_CELLS else "pynndescent"
+    method = resolve_method(n, method)
     if method == "exact":
         idx, dist = exact_knn(X, k, device=device)
+        return Neighbors(indices=idx, distances=dist)
+    if method == "hnsw":
+        idx, dist = hnsw_knn(X, k)
         return Neighbors(indices=idx, distances=dist)
     if method == "pynndescent":
         from scib_metrics.nearest_neighbors import pynndescent
 
         nn = pynndescent(np.asarray(X, dtype=np.float32), n_neighbors=k, random_state=seed, n_jobs=1)
         return Neighbors(indices=nn.indices, distances=nn.distances)
-    raise ValueError(f"unknown kNN method {method!r}; use auto, exact or pynndescent")
+    raise ValueError(f"unknown kNN method {method!r}; use auto, exact, hnsw or pynndescent")
+
+
+def hnsw_knn(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """faiss HNSW (flat storage, M=32, efConstruction=80, efSearch=max(128, k)): the k approximate
+    nearest cells of every cell, self first at distance exactly 0. The graph is built on one thread
+    (faiss draws the levels from a fixed seed; a parallel build's graph depends on thread timing), so
+    the neighbours are the same in every run; the search, one query per thread, is parallel."""
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ImportError("the approximate kNN above 200,000 cells needs faiss-cpu: pip install faiss-cpu") from exc
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    n = X32.shape[0]
+    threads = faiss.omp_get_max_threads()
+    index = faiss.IndexHNSWFlat(X32.shape[1], _HNSW_M)
+    index.hnsw.efConstruction = _HNSW_EF_CONSTRUCTION
+    try:
+        faiss.omp_set_num_threads(1)
+        index.add(X32)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    index.hnsw.efSearch = max(_HNSW_EF_SEARCH, k)
+    d2, idx = index.search(X32, k)
+    if (idx < 0).any():
+        raise RuntimeError(f"HNSW returned fewer than {k} neighbours for some cells; use knn_method: exact")
+    # self first at 0 (UMAP connectivities read the nearest non-zero distance): move it to the front,
+    # or put it in place of the farthest neighbour in the rare row where the search missed it
+    own = idx == np.arange(n)[:, None]
+    missing = ~own.any(axis=1)
+    idx[missing, -1], own[missing, -1] = np.flatnonzero(missing), True
+    order = np.argsort(~own, axis=1, kind="stable")
+    idx, d2 = np.take_along_axis(idx, order, axis=1), np.take_along_axis(d2, order, axis=1)
+    d2[:, 0] = 0
+    return idx.astype(np.int64), np.sqrt(np.maximum(d2, 0)).astype(np.float32)
 
 
 def exact_knn(X: np.ndarray, k: int, *, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:

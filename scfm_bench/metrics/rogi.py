@@ -21,6 +21,7 @@ import numpy as np
 
 from scfm_bench.metrics._base import MetricSpec, Scored, metric
 from scfm_bench.metrics._celltypes import finite_embedding
+from scfm_bench.metrics._subsample import stratified_subsample
 
 MAX_CELLS = 10_000
 
@@ -70,17 +71,6 @@ def roughness_index(X: np.ndarray, Y: np.ndarray, *, metric: str = "euclidean", 
         raise ValueError(f"ROGI metric {metric!r}: use euclidean or cosine")
     D = pdist(X, metric=metric)
     return rogi_from_distances(D / d_max if d_max > 0 else D, np.asarray(Y).reshape(len(X), -1), min_dt=min_dt)
-
-
-def stratified_subsample(labels: np.ndarray, cap: int, seed: int) -> np.ndarray:
-    """Sorted indices of at most ~``cap`` cells, each type keeping its share (at least one cell)."""
-    if len(labels) <= cap:
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    take = np.maximum(1, np.floor(counts * cap / len(labels)).astype(int))
-    picked = [rng.choice(np.flatnonzero(inverse == i), size=k, replace=False) for i, k in enumerate(take)]
-    return np.sort(np.concatenate(picked))
 
 
 @metric(MetricSpec("rogi", "ROGI (cell types)", "ontology", False, (0.0, 1.0), ("X", "labels"),

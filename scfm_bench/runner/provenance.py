@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 KEY_PACKAGES = ("scfm-bench", "numpy", "scipy", "pandas", "anndata", "scanpy", "scikit-learn", "scib-metrics",
-                "scvi-tools", "harmonypy", "torch", "jax", "pynndescent", "igraph", "pydantic")
+                "scvi-tools", "harmonypy", "torch", "jax", "pynndescent", "faiss-cpu", "igraph", "pydantic")
 
 
 def package_versions() -> dict[str, str | None]:

@@ -50,8 +50,14 @@ class CellOutputs:
 
 class EmbeddingTaskParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    knn_method: Literal["auto", "exact", "pynndescent"] = Field(
-        "auto", description="kNN for graph metrics: exact up to 200k cells under auto, else pynndescent.")
+    knn_method: Literal["auto", "exact", "hnsw", "pynndescent"] = Field(
+        "auto", description="kNN for graph metrics: exact up to 200k cells under auto, else faiss HNSW (recorded).")
+
+
+class ScibTaskParams(EmbeddingTaskParams):
+    exact_quadratic: bool = Field(
+        False, description="Silhouette/isolated labels/BRAS/kBET on every cell even above 50,000 cells (default: a "
+                           "declared stratified subsample of 50,000 there; hours at 10^6 cells if true).")
 
 
 class Task:

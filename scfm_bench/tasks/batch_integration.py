@@ -11,7 +11,7 @@ import numpy as np
 from scfm_bench.exceptions import CellSkipped
 from scfm_bench.metrics import MetricInputs
 from scfm_bench.registry import TASKS
-from scfm_bench.tasks._base import Task
+from scfm_bench.tasks._base import ScibTaskParams, Task
 
 
 @TASKS.register("batch_integration")
@@ -20,6 +20,7 @@ class BatchIntegration(Task):
     description = "Remove batch effects while keeping cell-type structure (scIB metrics)."
     needs_label = True
     needs_batch = True
+    Params = ScibTaskParams
     default_suite = "scib_metrics_default"
     shares_neighbors = True  # run() accepts the embedding's NeighborGraph (one kNN search per embedding)
 
@@ -29,6 +30,6 @@ class BatchIntegration(Task):
             raise CellSkipped(f"batch integration needs at least 2 batches; the dataset has {n_batches}.")
         inputs = MetricInputs(X=embedding, labels=data.labels, batch=data.batch,
                               X_pre=np.asarray(data.adata.obsm["X_pca"]), knn_method=params.knn_method,
-                              ontology_ids=data.ontology_ids, expression=data.adata.X,
-                              continuous=data.continuous, neighbors=neighbors)
+                              ontology_ids=data.ontology_ids, expression=data.adata.X, continuous=data.continuous,
+                              neighbors=neighbors, seed=seed, exact_quadratic=params.exact_quadratic)
         return self.score(suite, inputs)
