@@ -57,16 +57,15 @@ def make_jobs(plan: Plan, opts: RunOptions, settings, *, output_dir: Path, run_i
               cells: list[Cell] | None = None) -> tuple[list[JobSpec], list[JobSpec]]:
     """(first stage, second stage): embedding and direct jobs, then the evaluation jobs that read
     the embeddings (submitted with an afterok dependency on the first stage)."""
-    from scfm_bench.registry import TASKS
     from scfm_bench.runner.local import embedding_groups
 
     cells = plan.cells if cells is None else cells
     common = dict(options=options_dict(opts), settings=settings.model_dump(mode="json"), output_dir=str(output_dir),
                   run_id=run_id)
-    embedding = [c for c in cells if TASKS.get(plan.tasks[c.task].task).uses_embedding]
+    embedding = [c for c in cells if not plan.is_direct(c)]
     direct: dict[tuple, list[Cell]] = {}
     for c in cells:
-        if c not in embedding:
+        if plan.is_direct(c):
             direct.setdefault((c.task, c.dataset, c.seed), []).append(c)
     groups = embedding_groups(plan, embedding)
     first = [JobSpec("embedding", tuple(g), **common) for g in groups]
