@@ -54,7 +54,7 @@ class SCANVI(SCVI):
     version = "1"
     description = ("scvi-tools SCANVI from the scVI model (HVG counts, batch covariate); labels visible only on "
                    "reference cells (pair entry or scanvi.reference_batches).")
-    input_spec = InputSpec(raw_counts=True, needs_batch=True, needs_label=True)
+    input_spec = InputSpec(raw_counts=True, needs_batch=True, needs_label=True, mem_gb=16)
     Params = SCANVIParams
 
     def record_params(self) -> dict:

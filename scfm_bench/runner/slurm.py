@@ -33,7 +33,7 @@ class SlurmOptions:
     account: str | None = None
     qos: str | None = None
     time: str | None = None  # minutes or [D-]HH:MM:SS
-    mem: str | None = None  # e.g. 16G
+    mem: str | None = None  # e.g. 16G; default: the job's estimate from its models' InputSpec (mem_gb)
     gpus: int | None = None  # default: 1 for models whose InputSpec needs a GPU, else 0
     max_parallel: int | None = None
     max_retries: int = 2
@@ -78,7 +78,7 @@ class SlurmRun:
 
     # ---- submission ------------------------------------------------------------------------------
 
-    def _executor(self, gpus: int, dependency: str | None = None):
+    def _executor(self, gpus: int, mem: str, dependency: str | None = None):
         try:
             import submitit
         except ImportError:
@@ -92,29 +92,25 @@ class SlurmRun:
             extra["account"] = o.account
         params: dict[str, Any] = dict(name="scfm-bench", timeout_min=_minutes(o.time), slurm_partition=o.partition,
                                       slurm_qos=o.qos, gpus_per_node=gpus or None, slurm_additional_parameters=extra,
-                                      slurm_dependency=dependency, slurm_mem=o.mem)
+                                      slurm_dependency=dependency, slurm_mem=mem)
         if o.max_parallel:
             params["slurm_array_parallelism"] = o.max_parallel
         ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
         return ex
 
-    def _gpus(self, spec: JobSpec) -> int:
-        if self.options.gpus is not None:
-            return self.options.gpus
-        if spec.kind == "direct":
-            return 0
-        from scfm_bench.registry import ADAPTERS
-
-        return int(ADAPTERS.get(spec.cells[0].model).input_spec.needs_gpu)
+    def resources(self, spec: JobSpec) -> tuple[int, str]:
+        """(GPUs, memory) of a job: the --slurm-* overrides, else the job's own estimate."""
+        o = self.options
+        return (spec.gpus if o.gpus is None else o.gpus), (o.mem or f"{spec.mem_gb}G")
 
     def _submit(self, specs: list[JobSpec], stage: int, dependency: str | None = None) -> list[Entry]:
         """One job array per resource shape."""
         out = []
-        by_gpus: dict[int, list[JobSpec]] = {}
+        by_shape: dict[tuple[int, str], list[JobSpec]] = {}
         for s in specs:
-            by_gpus.setdefault(self._gpus(s), []).append(s)
-        for gpus, group in by_gpus.items():
-            ex = self._executor(gpus, dependency)
+            by_shape.setdefault(self.resources(s), []).append(s)
+        for (gpus, mem), group in by_shape.items():
+            ex = self._executor(gpus, mem, dependency)
             try:
                 with ex.batch():
                     jobs = [ex.submit(run_job, s) for s in group]

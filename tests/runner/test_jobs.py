@@ -1,0 +1,54 @@
+"""Job specs: per-model resources from the adapters' InputSpec, as submitit writes them for sbatch."""
+
+from __future__ import annotations
+
+import pytest
+from quick_suite import quick_suite
+
+from scfm_bench.runner import RunOptions, build_plan
+from scfm_bench.runner.jobs import make_jobs
+from scfm_bench.settings import Settings
+
+
+def _sbatch_lines(run, spec) -> set[str]:
+    gpus, mem = run.resources(spec)
+    text = run._executor(gpus, mem)._executor._make_submission_file_text("true", "uid")
+    return {line for line in text.splitlines() if line.startswith(("#SBATCH --mem", "#SBATCH --gpus"))}
+
+
+def test_slurm_resources_follow_the_input_spec_unless_overridden(tmp_path):
+    pytest.importorskip("submitit")
+    from scfm_bench.adapters.pca import PCA
+    from scfm_bench.adapters.scgpt import ScGPT
+    from scfm_bench.adapters.scvi import SCVI
+    from scfm_bench.runner.slurm import SlurmOptions, SlurmRun
+
+    suite = quick_suite(tmp_path / "suite", models=("pca", "scvi", "scgpt"))
+    opts = RunOptions(suite_dir=suite)
+    plan = build_plan(opts)
+    first, second = make_jobs(plan, opts, Settings(), output_dir=tmp_path / "out", run_id="r")
+    by_model = {(s.kind, s.cells[0].model): s for s in first + second}
+    run = SlurmRun(tmp_path / "run")
+    for kind in ("embedding", "evaluation"):
+        for model, cls in (("pca", PCA), ("scvi", SCVI), ("scgpt", ScGPT)):
+            spec = cls.input_spec  # the declared needs, not numbers copied here
+            want = {f"#SBATCH --mem={spec.mem_gb}G"} | ({"#SBATCH --gpus-per-node=1"} if spec.needs_gpu else set())
+            assert _sbatch_lines(run, by_model[(kind, model)]) == want, (kind, model)
+    assert ScGPT.input_spec.needs_gpu and not PCA.input_spec.needs_gpu and SCVI.input_spec.mem_gb > PCA.input_spec.mem_gb
+    forced = SlurmRun(tmp_path / "run2", SlurmOptions(mem="3G", gpus=0))
+    assert _sbatch_lines(forced, by_model[("embedding", "scgpt")]) == {"#SBATCH --mem=3G"}
+    forced = SlurmRun(tmp_path / "run3", SlurmOptions(gpus=2))
+    assert _sbatch_lines(forced, by_model[("embedding", "pca")]) == {f"#SBATCH --mem={PCA.input_spec.mem_gb}G",
+                                                                      "#SBATCH --gpus-per-node=2"}
+
+
+def test_direct_jobs_take_the_largest_memory_of_their_gene_embedding_models(tmp_path):
+    from scfm_bench.adapters import InputSpec
+    from scfm_bench.adapters.scgpt import ScGPT
+
+    opts = RunOptions(tasks=["gene_function"], models=["random", "scgpt"])
+    plan = build_plan(opts)
+    first, second = make_jobs(plan, opts, Settings(), output_dir=tmp_path / "out", run_id="r")
+    (direct,) = first
+    assert direct.kind == "direct" and not second
+    assert (direct.gpus, direct.mem_gb) == (0, max(InputSpec().mem_gb, ScGPT.input_spec.mem_gb))
