@@ -52,3 +52,18 @@ def test_direct_jobs_take_the_largest_memory_of_their_gene_embedding_models(tmp_
     (direct,) = first
     assert direct.kind == "direct" and not second
     assert (direct.gpus, direct.mem_gb) == (0, max(InputSpec().mem_gb, ScGPT.input_spec.mem_gb))
+
+
+def test_how_slurm_ended_a_job_once_squeue_has_forgotten_it(tmp_path):
+    """After MinJobAge the state comes from slurmstepd's line in the job's stderr (format of slurm-wlm 22.05)."""
+    from scfm_bench.runner.slurm import SlurmRun
+
+    run = SlurmRun(tmp_path)
+    lines = {"7": "slurmstepd-vm: error: *** JOB 7 ON vm CANCELLED AT 2026-11-29T22:29:33 ***",
+             "8": "slurmstepd-vm: error: *** JOB 8 ON vm CANCELLED AT 2026-11-29T22:29:33 DUE TO TIME LIMIT ***",
+             "9_1": "slurmstepd-vm: error: *** JOB 10 ON vm CANCELLED AT 2026-11-29T22:29:33 DUE TO PREEMPTION ***",
+             "11": "Traceback (most recent call last): ..."}
+    for job, line in lines.items():
+        (tmp_path / "slurm" / job).mkdir(parents=True)
+        (tmp_path / "slurm" / job / f"{job}_0_log.err").write_text(f"some log\n{line}\n")
+    assert [run._stepd_state(j) for j in (*lines, "12")] == ["CANCELLED", "TIMEOUT", "PREEMPTED", None, None]
