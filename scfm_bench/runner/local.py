@@ -367,9 +367,14 @@ def _run_direct_group(ctx: _Context, tname: str, seed: int, group: list[Cell], d
     log.info("%s · %s · seed %d: %d predictors", tname, ds.name, seed, len(models))
 
 
+def cell_job(cell: Cell) -> str:
+    """The name of a cell's records file (one file per cell)."""
+    return f"{cell.task}__{cell.dataset}__{cell.model}__seed{cell.seed}"
+
+
 def _emit(ctx: _Context, cell: Cell, recs: list[MetricResult], outcomes: list[Outcome] | None = None) -> None:
     """Write one cell's records (its own file, atomically) and the per-unit values of its outcomes."""
-    job = f"{cell.task}__{cell.dataset}__{cell.model}__seed{cell.seed}"
+    job = cell_job(cell)
     if ctx.extra_params:
         recs = [r.model_copy(update={"params": {**r.params, **ctx.extra_params}}) for r in recs]
     try:
