@@ -33,6 +33,8 @@ REASONS = {"LOST": "died without a result (gone from Slurm's queue; node failure
            "DEPENDENCY": "cancelled by Slurm: an embedding job it depended on died",
            "NODE_FAIL": "node failure", "PREEMPTED": "pre-empted", "TIMEOUT": "time limit reached",
            "OUT_OF_MEMORY": "out of memory (OOM kill)", "BOOT_FAIL": "node boot failure", "DEADLINE": "deadline reached"}
+# submitit's result of a job that got Slurm's time-limit signal (it requeues pre-empted jobs itself, same job id)
+_SUBMITIT_TIMEOUT = "Job not requeued because: timed-out"
 # slurmstepd's line in a job's stderr when Slurm ended it: the trace left once squeue has forgotten the job
 _STEPD = {"DUE TO TIME LIMIT": "TIMEOUT", "DUE TO PREEMPTION": "PREEMPTED", "DUE TO NODE FAILURE": "NODE_FAIL"}
 
@@ -210,7 +212,7 @@ class SlurmRun:
             res = self._result(e.job_id)
             if res is not None:
                 e.state = ("BAD_INPUT" if isinstance(res[1], dict) and "error" in res[1] else "COMPLETED") \
-                    if res[0] == "success" else "ERROR"
+                    if res[0] == "success" else "TIMEOUT" if _SUBMITIT_TIMEOUT in str(res[1]) else "ERROR"
             elif state:
                 e.state = self._ended(e, state, reason)
             elif e.state not in RETRYABLE:

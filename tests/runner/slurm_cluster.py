@@ -53,6 +53,7 @@ class LocalSlurm:
             "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core",  # two jobs side by side
             "AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none",
             "SlurmUser=root", "ReturnToService=2", "SchedulerType=sched/backfill",
+            "KillWait=5",  # SIGTERM to SIGKILL of a job past its limit (default 30 s): quicker time-out tests
             "SlurmctldPort=6817", "SlurmdPort=6818",
             f"SlurmctldPidFile={self.root}/slurmctld.pid", f"SlurmdPidFile={self.root}/slurmd.pid",
             f"StateSaveLocation={self.root}/spool/ctld", f"SlurmdSpoolDir={self.root}/spool/d",

@@ -67,3 +67,29 @@ def test_how_slurm_ended_a_job_once_squeue_has_forgotten_it(tmp_path):
         (tmp_path / "slurm" / job).mkdir(parents=True)
         (tmp_path / "slurm" / job / f"{job}_0_log.err").write_text(f"some log\n{line}\n")
     assert [run._stepd_state(j) for j in (*lines, "12")] == ["CANCELLED", "TIMEOUT", "PREEMPTED", None, None]
+
+
+def test_a_time_out_submitit_reports_is_retried(tmp_path):
+    """submitit answers Slurm's time-limit signal for a plain function with an UncompletedJobError result;
+    that is a TIMEOUT (retried), other errors are the job's own (not retried)."""
+    import pickle
+
+    from scfm_bench.runner.jobs import JobSpec
+    from scfm_bench.runner.plan import Cell
+    from scfm_bench.runner.slurm import Entry, SlurmRun
+
+    pytest.importorskip("submitit")
+    from submitit.core.utils import UncompletedJobError
+
+    run = SlurmRun(tmp_path)
+    spec = JobSpec("evaluation", (Cell("t", "d", "m", 0),), {}, {}, str(tmp_path), "r")
+    errors = {"5": repr(UncompletedJobError("Job not requeued because: timed-out and not checkpointable.")),
+              "6": "Traceback ...\nValueError: model blew up"}
+    for job, text in errors.items():
+        (tmp_path / "slurm" / job).mkdir(parents=True)
+        with (tmp_path / "slurm" / job / f"{job}_0_result.pkl").open("wb") as fh:
+            pickle.dump(("error", text), fh)
+    run.entries = [Entry(spec, job, 2) for job in errors]
+    run._slurm_states = lambda: {}  # gone from squeue
+    run.refresh()
+    assert [e.state for e in run.entries] == ["TIMEOUT", "ERROR"]
