@@ -205,7 +205,8 @@ class SlurmRun:
         for e in self.entries:
             if e.state in FINAL:
                 continue
-            state, reason = slurm.get(e.job_id, ("", ""))
+            # array elements never started (e.g. cancelled while pending) share one line under the array's id
+            state, reason = slurm.get(e.job_id) or slurm.get(e.job_id.split("_")[0], ("", ""))
             if state in ACTIVE:
                 e.state = state
                 continue
