@@ -133,10 +133,14 @@ def test_scancel_mid_run_then_resume(slurm, tmp_path):
 def test_default_suite_on_slurm_equals_local(slurm, tmp_path):
     """What a new user runs first — the default suite (embedding, annotation and direct tasks) — gives
     the same records through Slurm jobs as in one process, value for value."""
-    assert cli("run", "-q", "-o", tmp_path / "local", cwd=tmp_path).returncode == 0
-    # the test node declares 20 GB: --slurm-mem stands in for the scFMs' 32 GB estimate (gene_function's job)
-    r = cli("run", "-q", "-o", tmp_path / "slurm", "--executor", "slurm", "--slurm-mem", "4G", cwd=tmp_path,
-            env_extra={"SCFM_BENCH_CACHE_DIR": str(tmp_path / "slurm-cache")})  # embeddings computed anew by the jobs
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as both:  # side by side: the default run takes minutes on a loaded machine
+        local = both.submit(cli, "run", "-q", "-o", tmp_path / "local", cwd=tmp_path, timeout=1800)
+        # the test node declares 20 GB: --slurm-mem stands in for the scFMs' 32 GB estimate (gene_function's job)
+        r = both.submit(cli, "run", "-q", "-o", tmp_path / "slurm", "--executor", "slurm", "--slurm-mem", "4G", cwd=tmp_path,
+                        env_extra={"SCFM_BENCH_CACHE_DIR": str(tmp_path / "slurm-cache")}, timeout=1800).result()
+        assert local.result().returncode == 0, local.result().stderr
     assert r.returncode == 0, r.stderr
     local, slurm_values = values(tmp_path / "local"), values(tmp_path / "slurm")
     assert {k[:4] for k in local} == {k[:4] for k in slurm_values} and len({k[0] for k in local}) >= 5
