@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(64, ge=1, description="Cells per forward batch for models that batch.")
     seed: int | None = Field(None, ge=0, description="Overrides the seeds of every task when set.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    executor: Literal["local", "slurm"] = Field("local", description="Where cells run: this process, or Slurm jobs (submitit).")
+    executor: Literal["local", "local-pool", "slurm"] = Field(
+        "local", description="Where cells run: this process, a pool of local processes, or Slurm jobs (submitit).")
 
     @field_validator("device")
     @classmethod

@@ -7,6 +7,7 @@ import pytest
 
 from scfm_bench.metrics import MetricInputs, Scored
 from scfm_bench.registry import ADAPTERS, METRICS, TASKS
+from scfm_bench.tasks import DirectTask, EmbeddingTask
 
 
 def _one_hot(values, noise, seed):
@@ -160,7 +161,18 @@ def _gene_function_good_bad():
             MetricInputs(X=rng.normal(size=labels.shape), go_labels=labels, go_scores=bad)]
 
 
-@pytest.mark.parametrize("key", [k for k in TASKS.keys() if TASKS.get(k).uses_embedding])
+@pytest.mark.parametrize("key", list(TASKS.keys()))
+def test_task_declares_one_protocol(key):
+    """The runner dispatches on the protocol: each task is an EmbeddingTask or a DirectTask, and
+    implements that protocol's methods itself."""
+    cls = TASKS.get(key)
+    assert issubclass(cls, EmbeddingTask) != issubclass(cls, DirectTask), cls
+    own = ("run",) if issubclass(cls, EmbeddingTask) else ("load", "check_models", "run_direct")
+    base = EmbeddingTask if issubclass(cls, EmbeddingTask) else DirectTask
+    assert all(getattr(cls, m) is not getattr(base, m) for m in own), f"{key} lacks one of {own}"
+
+
+@pytest.mark.parametrize("key", [k for k in TASKS.keys() if issubclass(TASKS.get(k), EmbeddingTask)])
 def test_task_contract(key, contract_data):
     from anndata import AnnData
 

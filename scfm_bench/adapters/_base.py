@@ -30,12 +30,13 @@ class InputSpec(BaseModel):
     raw_counts: bool = False
     organism: str = "any"
     max_genes: int | None = None
-    needs_gpu: bool = False
+    needs_gpu: bool = False  # a batch job of this model asks for one GPU (--slurm-gpus overrides)
     needs_batch: bool = False
     needs_label: bool = False
     # trains on the labels the annotation task scores (scANVI): the runner passes which cells' labels it
     # saw, and protocols that would test on those cells skip it (leakage)
     uses_labels: bool = False
+    mem_gb: int = 8  # host memory a job of this model needs at ~10^5 cells (Slurm --mem; --slurm-mem overrides)
 
 
 class NoParams(BaseModel):

@@ -77,7 +77,8 @@ class Geneformer(ScfmAdapter):
     weights_id = "Geneformer (HF ctheodoris/Geneformer)"
     licence = "Apache-2.0 (code and weights)"
     description = "Geneformer V1/V2: rank-value encoding with gene medians; penultimate layer, mean (V1) or CLS (V2)."
-    input_spec = InputSpec(gene_id_namespace="ensembl", raw_counts=True, organism="human", max_genes=4094)
+    input_spec = InputSpec(gene_id_namespace="ensembl", raw_counts=True, organism="human", max_genes=4094,
+                           needs_gpu=True, mem_gb=32)
     Params = GeneformerParams
     required_files = (("config.json",), ("model.safetensors", "pytorch_model.bin"))
     gene_namespace = "ensembl"

@@ -57,7 +57,7 @@ class SCANVI(SCVI):
     version = "2"  # 2: the cells whose labels it saw and its own predictions are cached beside the latent
     description = ("scvi-tools SCANVI from the scVI model (HVG counts, batch covariate); labels visible only on "
                    "reference cells (pair entry or scanvi.reference_batches).")
-    input_spec = InputSpec(raw_counts=True, needs_batch=True, needs_label=True, uses_labels=True)
+    input_spec = InputSpec(raw_counts=True, needs_batch=True, needs_label=True, uses_labels=True, mem_gb=16)
     Params = SCANVIParams
 
     def record_params(self) -> dict:

@@ -148,7 +148,8 @@ class ScFoundation(ScfmAdapter):
     weights_id = "scFoundation 01B models.ckpt"
     licence = "code Apache-2.0; weights: scFoundation model licence, non-commercial research only"
     description = "scFoundation 01B encoder: 19,264-gene list, log1p CP10k + T/S tokens; [S, T, max, mean] (plain-torch reimplementation)."
-    input_spec = InputSpec(gene_id_namespace="symbol", raw_counts=True, organism="human", max_genes=19264)
+    input_spec = InputSpec(gene_id_namespace="symbol", raw_counts=True, organism="human", max_genes=19264,
+                           needs_gpu=True, mem_gb=32)
     Params = ScFoundationParams
     required_files = (("models.ckpt", "models/models.ckpt"), (GENE_LIST,))
     token_budget = 32 * 2048

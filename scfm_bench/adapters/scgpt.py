@@ -117,7 +117,8 @@ class ScGPT(ScfmAdapter):
     weights_id = "scGPT_human"
     licence = "code MIT; weights: no licence stated"
     description = "scGPT whole-human: binned values, CLS of the last layer, L2-normalised (plain-torch reimplementation)."
-    input_spec = InputSpec(gene_id_namespace="symbol", raw_counts=True, organism="human", max_genes=1199)
+    input_spec = InputSpec(gene_id_namespace="symbol", raw_counts=True, organism="human", max_genes=1199,
+                           needs_gpu=True, mem_gb=32)
     Params = ScGPTParams
     required_files = (("best_model.pt",), ("vocab.json",), ("args.json",))
     token_budget = 64 * 1200

@@ -38,7 +38,7 @@ class SCVI(Adapter):
     kind = "baseline"
     version = "1"
     description = "scvi-tools SCVI (2 layers, 30 latent) trained on the HVG raw counts with the batch as covariate."
-    input_spec = InputSpec(raw_counts=True, needs_batch=True)
+    input_spec = InputSpec(raw_counts=True, needs_batch=True, mem_gb=16)
     Params = SCVIParams
 
     def record_params(self) -> dict:

@@ -184,7 +184,7 @@ class UCE(ScfmAdapter):
     weights_id = "UCE 4layer_model / 33l_8ep_1024t_1280 (figshare)"
     licence = "MIT (code; weights from the same repository, no separate terms stated)"
     description = "UCE 4/33 layers: 1,024 genes sampled ∝ log1p(count), chromosome-ordered; CLS → decoder, L2-normalised."
-    input_spec = InputSpec(gene_id_namespace="symbol", raw_counts=True, organism="human")
+    input_spec = InputSpec(gene_id_namespace="symbol", raw_counts=True, organism="human", needs_gpu=True, mem_gb=32)
     Params = UCEParams
     token_budget = 32 * 1536
 

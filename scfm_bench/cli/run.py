@@ -49,14 +49,16 @@ def run(
     device: Device = None,
     batch_size: BatchSize = None,
     suite_dir: SuiteDir = None,
-    executor: Annotated[str | None, typer.Option(help="local (this process, default) | slurm (jobs via submitit). Env SCFM_BENCH_EXECUTOR.")] = None,
+    executor: Annotated[str | None, typer.Option(help="local (this process, default) | local-pool (jobs in --max-parallel processes, "
+                                                      "default: one per CPU) | slurm (jobs via submitit). Env SCFM_BENCH_EXECUTOR.")] = None,
     slurm_partition: Annotated[str | None, typer.Option(help="Slurm partition.", rich_help_panel="Slurm")] = None,
     slurm_account: Annotated[str | None, typer.Option(help="Slurm account.", rich_help_panel="Slurm")] = None,
     slurm_qos: Annotated[str | None, typer.Option(help="Slurm QOS.", rich_help_panel="Slurm")] = None,
     slurm_time: Annotated[str | None, typer.Option(help="Time limit per job: minutes or [D-]HH:MM:SS (default 120).", rich_help_panel="Slurm")] = None,
     slurm_mem: Annotated[str | None, typer.Option(help="Memory per job, e.g. 32G.", rich_help_panel="Slurm")] = None,
     slurm_gpus: Annotated[int | None, typer.Option(help="GPUs per job (default: 1 for models that need a GPU, else 0).", rich_help_panel="Slurm")] = None,
-    max_parallel: Annotated[int | None, typer.Option(help="At most this many array jobs at once.", rich_help_panel="Slurm")] = None,
+    max_parallel: Annotated[int | None, typer.Option(min=1, help="At most this many jobs at once: Slurm array jobs, or local processes "
+                                                          "(with local, N > 1 runs a pool of N processes).")] = None,
     max_retries: Annotated[int, typer.Option(help="Resubmissions of a job killed by the infrastructure (node failure, pre-emption, time-out, OOM).", rich_help_panel="Slurm")] = 2,
     detach: Annotated[bool, typer.Option("--detach", help="Return after submitting (then `scfm-bench status/collect RUN_DIR`).", rich_help_panel="Slurm")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the final table.")] = False,
@@ -94,6 +96,14 @@ def run(
                                         f"{job_run.run_dir}` and gather with `scfm-bench collect {job_run.run_dir}`",
                                         highlight=False)
                     return 0
+            elif cfg.executor == "local-pool" or (max_parallel or 1) > 1:
+                import os
+
+                from scfm_bench.runner.pool import execute_pool
+
+                job_run = None
+                summary = execute_pool(plan, opts, cfg, workers=max_parallel or os.cpu_count() or 1, output_dir=output_dir,
+                                       resume=resume, command_line=command_line)
             else:
                 job_run = None
                 summary = execute(plan, cfg, output_dir=output_dir, resume=resume, command_line=command_line)

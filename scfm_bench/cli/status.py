@@ -18,7 +18,7 @@ def status(
     run_dir: Annotated[Path, typer.Argument(help="Run folder of `scfm-bench run --executor slurm` (<output-dir>/runs/<run_id>).")],
     jobs: Annotated[bool, typer.Option("--jobs", help="One line per job.")] = False,
 ) -> int:
-    """Show the jobs of a Slurm run by state (PENDING, RUNNING, COMPLETED, LOST, ...)."""
+    """Show the jobs of a Slurm run by state (PENDING, RUNNING, COMPLETED, CANCELLED, TIMEOUT, LOST, ...)."""
     from rich.table import Table
 
     from scfm_bench.runner.slurm import SlurmRun

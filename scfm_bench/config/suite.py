@@ -145,6 +145,7 @@ def load_suite(suite_dir: Path | None = None) -> Suite:
 def cross_check(suite: Suite) -> list[str]:
     """Check references between files and against the registries; returns problems (empty = valid)."""
     from scfm_bench.registry import ADAPTERS, METRICS, TASKS
+    from scfm_bench.tasks import DirectTask, EmbeddingTask
 
     problems: list[str] = []
     for name, ms in suite.metric_suites.items():
@@ -163,6 +164,10 @@ def cross_check(suite: Suite) -> list[str]:
             problems.append(f"{where}: {TASKS._unknown_message(tc.task)}")
             continue
         task_cls = TASKS.get(tc.task)
+        if issubclass(task_cls, EmbeddingTask) == issubclass(task_cls, DirectTask):
+            problems.append(f"{where}: task class {task_cls.__name__} ({tc.task!r}) must subclass exactly one of "
+                            f"EmbeddingTask and DirectTask (scfm_bench.tasks).")
+            continue
         try:
             task_cls.Params.model_validate(tc.params)
         except ValidationError as e:
@@ -174,7 +179,7 @@ def cross_check(suite: Suite) -> list[str]:
             if d not in suite.catalogue.datasets:
                 problems.append(f"{where}: dataset {d!r} is not in datasets.yaml.")
         instances = {}  # model_params keys: adapter keys, or NAME of an ADAPTER:NAME model
-        for m in tc.models if task_cls.uses_embedding else []:  # direct tasks check their predictors in the plan
+        for m in [] if issubclass(task_cls, DirectTask) else tc.models:  # direct tasks check their predictors in the plan
             key, name = split_model_ref(m)
             if key not in ADAPTERS:
                 problems.append(f"{where}: {ADAPTERS._unknown_message(key)}")

@@ -32,6 +32,8 @@ class JobSpec:
     run_id: str
     attempt: int = 1
     retry_reason: str | None = None
+    gpus: int = 0  # what the job needs, from the adapters' InputSpec (the Slurm executor's defaults)
+    mem_gb: int = 8
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -57,22 +59,37 @@ def make_jobs(plan: Plan, opts: RunOptions, settings, *, output_dir: Path, run_i
               cells: list[Cell] | None = None) -> tuple[list[JobSpec], list[JobSpec]]:
     """(first stage, second stage): embedding and direct jobs, then the evaluation jobs that read
     the embeddings (submitted with an afterok dependency on the first stage)."""
-    from scfm_bench.registry import TASKS
     from scfm_bench.runner.local import embedding_groups
 
     cells = plan.cells if cells is None else cells
     common = dict(options=options_dict(opts), settings=settings.model_dump(mode="json"), output_dir=str(output_dir),
                   run_id=run_id)
-    embedding = [c for c in cells if TASKS.get(plan.tasks[c.task].task).uses_embedding]
+    embedding = [c for c in cells if not plan.is_direct(c)]
     direct: dict[tuple, list[Cell]] = {}
     for c in cells:
-        if c not in embedding:
+        if plan.is_direct(c):
             direct.setdefault((c.task, c.dataset, c.seed), []).append(c)
     groups = embedding_groups(plan, embedding)
-    first = [JobSpec("embedding", tuple(g), **common) for g in groups]
-    first += [JobSpec("direct", tuple(g), **common) for g in direct.values()]
-    second = [JobSpec("evaluation", tuple(g), **common) for g in groups]
+    first = [JobSpec("embedding", tuple(g), **common, **resources(plan, g)) for g in groups]
+    first += [JobSpec("direct", tuple(g), **common, **resources(plan, g)) for g in direct.values()]
+    second = [JobSpec("evaluation", tuple(g), **common, **resources(plan, g)) for g in groups]
     return first, second
+
+
+def resources(plan: Plan, cells: list[Cell]) -> dict[str, int]:
+    """A job's GPUs and memory from its adapters' InputSpec. Embedding cells share one adapter; a
+    direct job loads the adapters whose gene embeddings it reads (a table lookup: no GPU) and needs
+    the largest memory of them."""
+    from scfm_bench.adapters import InputSpec
+    from scfm_bench.registry import ADAPTERS, TASKS
+
+    c = cells[0]
+    if not plan.is_direct(c):
+        spec = ADAPTERS.get(plan.adapter_key(c.model)).input_spec
+        return {"gpus": int(spec.needs_gpu), "mem_gb": spec.mem_gb}
+    task = TASKS.get(plan.tasks[c.task].task)
+    used = task.adapter_embeddings([x.model for x in cells], plan.task_params[c.task])
+    return {"gpus": 0, "mem_gb": max([InputSpec().mem_gb, *(ADAPTERS.get(a).input_spec.mem_gb for a in used)])}
 
 
 def run_job(spec: JobSpec) -> dict[str, Any]:
@@ -91,7 +108,7 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
     opts = RunOptions(**{k: (Path(v) if k == "suite_dir" and v else v) for k, v in spec.options.items()})
     settings = Settings(**spec.settings)
     try:
-        plan = build_plan(opts)
+        plan = build_plan(opts, env_seed=settings.seed)
         cells = [c for c in plan.cells if c in set(spec.cells)]
         sub = dataclasses.replace(plan, cells=cells, datasets={d: plan.datasets[d] for d in {c.dataset for c in cells}})
         device = resolve_device(settings.device)

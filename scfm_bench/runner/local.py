@@ -60,7 +60,7 @@ def _load_and_validate(plan: Plan, settings: Settings) -> tuple[dict[str, Any], 
 
     loaded, prepared = {}, {}
     for name, entry in plan.datasets.items():
-        cells = [c for c in plan.cells if c.dataset == name and _uses_embedding(plan, c)]
+        cells = [c for c in plan.cells if c.dataset == name and not plan.is_direct(c)]
         task_classes = [TASKS.get(plan.tasks[c.task].task) for c in cells]
         adapters = {c.model: _adapter(plan, c, settings) for c in cells}
         ds = load_dataset(name, entry, settings, suite_root=plan.suite.root)
@@ -70,14 +70,10 @@ def _load_and_validate(plan: Plan, settings: Settings) -> tuple[dict[str, Any], 
         for a in adapters.values():
             a.check(ds.adata)
         # direct tasks validate the data themselves (bad input aborts before writing); loaded once per task
-        for t in sorted({c.task for c in plan.cells if c.dataset == name and not _uses_embedding(plan, c)}):
+        for t in sorted({c.task for c in plan.cells if c.dataset == name and plan.is_direct(c)}):
             prepared[(t, name)] = TASKS.get(plan.tasks[t].task).load(ds.adata, name=name, entry=entry, params=plan.task_params[t])
         loaded[name] = ds
     return loaded, prepared
-
-
-def _uses_embedding(plan: Plan, cell: Cell) -> bool:
-    return TASKS.get(plan.tasks[cell.task].task).uses_embedding
 
 
 def input_key(dataset_sha256: str, entry) -> str:
@@ -158,7 +154,7 @@ def resumable(plan: Plan, output_dir: Path, shas: dict[str, str | None], setting
         recs = by_cell.get((c.task, c.dataset, c.model, c.seed))
         if not recs or any(r.status == "failed" or r.metric == "*" for r in recs):
             continue
-        if _uses_embedding(plan, c):
+        if not plan.is_direct(c):
             params = _adapter(plan, c, settings).record_params()
             if not all(r.params.get("input_key") == key(c.dataset, shas.get(c.dataset) or r.dataset_sha256 or "")
                        and _same(r.params.get("model_params"), params) for r in recs):
@@ -208,8 +204,8 @@ def run_cells(ctx: "_Context", loaded: dict, prepared: dict, cells: list[Cell], 
     plan = ctx.plan
     for dname, ds in loaded.items():
         if not embed_only:
-            _run_direct(ctx, [c for c in cells if c.dataset == dname and not _uses_embedding(plan, c)], ds, prepared)
-        dcells = [c for c in cells if c.dataset == dname and _uses_embedding(plan, c)]
+            _run_direct(ctx, [c for c in cells if c.dataset == dname and plan.is_direct(c)], ds, prepared)
+        dcells = [c for c in cells if c.dataset == dname and not plan.is_direct(c)]
         if not dcells:
             continue
         entry = plan.datasets[dname]
@@ -345,7 +341,7 @@ def _run_direct_group(ctx: _Context, tname: str, seed: int, group: list[Cell], d
                 adapter.load(primary_device(ctx.device))
             except Exception as exc:  # noqa: BLE001
                 err = _failure(exc)
-                lost = [m for m in models if emb in (m, m.split("_", 1)[-1])]  # the adapter itself, or probes on it
+                lost = task.models_using(models, emb)
                 for m in lost:
                     _emit(ctx, by_model[m], [_cell_error(err, task=tname, model=m, **stamp)])
                 models = [m for m in models if m not in lost]
@@ -373,24 +369,22 @@ def _run_direct_group(ctx: _Context, tname: str, seed: int, group: list[Cell], d
         recs = [_result(suite, task=tname, model=m, metric=o.id, value=o.value, status=o.status, reason=o.reason,
                         family=o.family or None, higher_is_better=o.higher_is_better, suite=suite_name,
                         params={"primary": suite.primary, "per_perturbation_table": str(table), **o.params,
-                                "kind": _direct_kind(task, m, plan.task_params[tname]), "task_family": task.key},
+                                "kind": task.model_kind(m, plan.task_params[tname]) or ADAPTERS.get(m).kind,
+                                "task_family": task.key},
                         timings=timings, **stamp)
                 for o in res.outcomes[m]]
         _emit(ctx, by_model[m], recs, res.outcomes[m])
     log.info("%s · %s · seed %d: %d predictors", tname, ds.name, seed, len(models))
 
 
-def _direct_kind(task, model: str, params) -> str:
-    """A direct task's predictor kind: declared by the task (perturbation's probes and ceilings), else its
-    adapter's (gene_function's models are adapters)."""
-    if hasattr(task, "model_kind"):
-        return task.model_kind(model, params)
-    return ADAPTERS.get(model).kind
+def cell_job(cell: Cell) -> str:
+    """The name of a cell's records file (one file per cell)."""
+    return f"{cell.task}__{cell.dataset}__{cell.model}__seed{cell.seed}"
 
 
 def _emit(ctx: _Context, cell: Cell, recs: list[MetricResult], outcomes: list[Outcome] | None = None) -> None:
     """Write one cell's records (its own file, atomically) and the per-unit values of its outcomes."""
-    job = f"{cell.task}__{cell.dataset}__{cell.model}__seed{cell.seed}"
+    job = cell_job(cell)
     if ctx.extra_params:
         recs = [r.model_copy(update={"params": {**r.params, **ctx.extra_params}}) for r in recs]
     try:

@@ -14,6 +14,7 @@ from scfm_bench.config.schemas import split_model_ref
 from scfm_bench.config.suite import cross_check
 from scfm_bench.exceptions import ConfigError
 from scfm_bench.registry import ADAPTERS, TASKS
+from scfm_bench.tasks import DirectTask
 
 
 @dataclass
@@ -53,6 +54,10 @@ class Plan:
 
     def adapter_key(self, model: str) -> str:
         return self.adapters.get(model, model)
+
+    def is_direct(self, cell: Cell) -> bool:
+        """The cell's task is a DirectTask (it scores its own predictors), not an EmbeddingTask."""
+        return issubclass(TASKS.get(self.tasks[cell.task].task), DirectTask)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,7 +194,7 @@ def build_plan(opts: RunOptions, *, env_seed: int | None = None) -> Plan:
 
 
 def _model_kind(task_cls) -> str:
-    return "an embedding model" if task_cls.uses_embedding else f"a {task_cls.key} predictor"
+    return f"a {task_cls.key} predictor" if issubclass(task_cls, DirectTask) else "an embedding model"
 
 
 def _embedders() -> set[str]:
@@ -198,16 +203,16 @@ def _embedders() -> set[str]:
 
 def _task_models(task_cls, models: list[str], params: BaseModel) -> tuple[list[str], list[str]]:
     """(models this task can run, the others)."""
-    if task_cls.uses_embedding:
-        ok = [m for m in models if split_model_ref(m)[0] in ADAPTERS]
-    else:  # its models are predictors; adapters only supply gene embeddings
+    if issubclass(task_cls, DirectTask):  # its models are predictors; adapters only supply gene embeddings
         ok = [m for m in models if _known_models(task_cls, m, params) is None]
+    else:
+        ok = [m for m in models if split_model_ref(m)[0] in ADAPTERS]
     return ok, [m for m in models if m not in ok]
 
 
 def _known_models(task_cls, model: str, params: BaseModel) -> str | None:
     """Why ``model`` is not one of the task's models (with the known ones), or None."""
-    if task_cls.uses_embedding:
+    if not issubclass(task_cls, DirectTask):
         key = split_model_ref(model)[0]
         return None if key in ADAPTERS else ADAPTERS._unknown_message(key)
     try:
@@ -218,8 +223,8 @@ def _known_models(task_cls, model: str, params: BaseModel) -> str | None:
 
 
 def _unknown_model(model: str, tasks: list[tuple[type, BaseModel]]) -> str:
-    kinds = {task_cls.uses_embedding: _known_models(task_cls, model, params) for task_cls, params in tasks}
-    return f"--model {model!r}: " + " Also: ".join(kinds[k] for k in (True, False) if k in kinds)
+    kinds = {issubclass(task_cls, DirectTask): _known_models(task_cls, model, params) for task_cls, params in tasks}
+    return f"--model {model!r}: " + " Also: ".join(kinds[k] for k in (False, True) if k in kinds)
 
 
 def _instances(task_cls, models: list[str], params: BaseModel, yaml_params: dict, cli_params: dict):
@@ -230,7 +235,7 @@ def _instances(task_cls, models: list[str], params: BaseModel, yaml_params: dict
     can run twice; a ``name`` parameter (precomputed) renames an instance in records and reports.
     """
     out, instances, read = {}, {}, set()
-    if not task_cls.uses_embedding:
+    if issubclass(task_cls, DirectTask):
         for m in sorted(task_cls.adapter_embeddings(models, params)):
             out[m] = validated_params(m, m, {**yaml_params.get(m, {}), **cli_params.get(m, {})})
             read.add(m)

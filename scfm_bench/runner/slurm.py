@@ -23,8 +23,20 @@ from scfm_bench.runner.jobs import JobSpec, run_job
 log = logging.getLogger(__name__)
 
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED", "STAGE_OUT"}
-# died without a result: node failure, pre-emption, time-out, OOM kill, cancellation — resubmitted up to the limit
-RETRYABLE = {"LOST", "NODE_FAIL", "PREEMPTED", "TIMEOUT", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "CANCELLED"}
+# died from an infrastructure cause, without a result — resubmitted up to the limit. KILLED: the process died
+# from a signal (e.g. the OOM killer) with Slurm reporting FAILED; DEPENDENCY: an evaluation job Slurm cancelled
+# because an embedding job it waited for died; LOST: gone from Slurm's memory with no result and no trace.
+RETRYABLE = {"LOST", "KILLED", "DEPENDENCY", "NODE_FAIL", "PREEMPTED", "TIMEOUT", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
+FINAL = {"COMPLETED", "BAD_INPUT", "ERROR", "GAVE_UP", "CANCELLED"}  # CANCELLED: scancel by a person, never retried
+REASONS = {"LOST": "died without a result (gone from Slurm's queue; node failure or kill)",
+           "KILLED": "died without a result (killed by a signal, e.g. the OOM killer)",
+           "DEPENDENCY": "cancelled by Slurm: an embedding job it depended on died",
+           "NODE_FAIL": "node failure", "PREEMPTED": "pre-empted", "TIMEOUT": "time limit reached",
+           "OUT_OF_MEMORY": "out of memory (OOM kill)", "BOOT_FAIL": "node boot failure", "DEADLINE": "deadline reached"}
+# submitit's result of a job that got Slurm's time-limit signal (it requeues pre-empted jobs itself, same job id)
+_SUBMITIT_TIMEOUT = "Job not requeued because: timed-out"
+# slurmstepd's line in a job's stderr when Slurm ended it: the trace left once squeue has forgotten the job
+_STEPD = {"DUE TO TIME LIMIT": "TIMEOUT", "DUE TO PREEMPTION": "PREEMPTED", "DUE TO NODE FAILURE": "NODE_FAIL"}
 
 
 @dataclass
@@ -33,7 +45,7 @@ class SlurmOptions:
     account: str | None = None
     qos: str | None = None
     time: str | None = None  # minutes or [D-]HH:MM:SS
-    mem: str | None = None  # e.g. 16G
+    mem: str | None = None  # e.g. 16G; default: the job's estimate from its models' InputSpec (mem_gb)
     gpus: int | None = None  # default: 1 for models whose InputSpec needs a GPU, else 0
     max_parallel: int | None = None
     max_retries: int = 2
@@ -78,7 +90,7 @@ class SlurmRun:
 
     # ---- submission ------------------------------------------------------------------------------
 
-    def _executor(self, gpus: int, dependency: str | None = None):
+    def _executor(self, gpus: int, mem: str, dependency: str | None = None):
         try:
             import submitit
         except ImportError:
@@ -92,29 +104,25 @@ class SlurmRun:
             extra["account"] = o.account
         params: dict[str, Any] = dict(name="scfm-bench", timeout_min=_minutes(o.time), slurm_partition=o.partition,
                                       slurm_qos=o.qos, gpus_per_node=gpus or None, slurm_additional_parameters=extra,
-                                      slurm_dependency=dependency, slurm_mem=o.mem)
+                                      slurm_dependency=dependency, slurm_mem=mem)
         if o.max_parallel:
             params["slurm_array_parallelism"] = o.max_parallel
         ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
         return ex
 
-    def _gpus(self, spec: JobSpec) -> int:
-        if self.options.gpus is not None:
-            return self.options.gpus
-        if spec.kind == "direct":
-            return 0
-        from scfm_bench.registry import ADAPTERS
-
-        return int(ADAPTERS.get(spec.cells[0].model).input_spec.needs_gpu)
+    def resources(self, spec: JobSpec) -> tuple[int, str]:
+        """(GPUs, memory) of a job: the --slurm-* overrides, else the job's own estimate."""
+        o = self.options
+        return (spec.gpus if o.gpus is None else o.gpus), (o.mem or f"{spec.mem_gb}G")
 
     def _submit(self, specs: list[JobSpec], stage: int, dependency: str | None = None) -> list[Entry]:
         """One job array per resource shape."""
         out = []
-        by_gpus: dict[int, list[JobSpec]] = {}
+        by_shape: dict[tuple[int, str], list[JobSpec]] = {}
         for s in specs:
-            by_gpus.setdefault(self._gpus(s), []).append(s)
-        for gpus, group in by_gpus.items():
-            ex = self._executor(gpus, dependency)
+            by_shape.setdefault(self.resources(s), []).append(s)
+        for (gpus, mem), group in by_shape.items():
+            ex = self._executor(gpus, mem, dependency)
             try:
                 with ex.batch():
                     jobs = [ex.submit(run_job, s) for s in group]
@@ -157,30 +165,62 @@ class SlurmRun:
         except Exception:  # noqa: BLE001 - a torn result file counts as no result
             return None
 
+    def _slurm_states(self) -> dict[str, tuple[str, str]]:
+        """job id -> (state, reason) of every job slurmctld still remembers (finished ones for MinJobAge,
+        300 s by default). squeue, not sacct (which needs accounting) nor submitit's job.state (read
+        from sacct: UNKNOWN without it); --me, not -j: squeue refuses a list once one id has left it."""
+        r = subprocess.run(["squeue", "-h", "-r", "--me", "-t", "all", "-o", "%i|%T|%r"], capture_output=True, text=True,
+                           timeout=60)
+        out = {}
+        for line in r.stdout.splitlines():
+            jid, state, reason = (line.split("|") + ["", ""])[:3]
+            out[jid.strip()] = (state.strip(), reason.strip())
+        return out
+
+    def _stepd_state(self, job_id: str) -> str | None:
+        """How Slurm ended a running job, from slurmstepd's line in its stderr (CANCELLED [DUE TO …])."""
+        path = self.folder / job_id / f"{job_id}_0_log.err"
+        try:
+            lines = [x for x in path.read_text(errors="replace").splitlines() if "*** JOB" in x and " CANCELLED AT " in x]
+        except OSError:
+            return None
+        if not lines:
+            return None
+        return next((state for why, state in _STEPD.items() if why in lines[-1]), "CANCELLED")
+
+    def _ended(self, e: Entry, state: str, reason: str) -> str:
+        """The state of a job Slurm ended without a result."""
+        if state == "CANCELLED" and reason == "DependencyNeverSatisfied":
+            return "DEPENDENCY"
+        if state in ("FAILED", "COMPLETED"):  # its process died (a signal) before submitit wrote a result
+            return "KILLED"
+        return state if state in RETRYABLE or state == "CANCELLED" else "LOST"
+
     def refresh(self) -> None:
-        """Each job's state: squeue (one line per array element) while Slurm knows it, else from its result file (COMPLETED,
-        BAD_INPUT, ERROR), else LOST (it died without a result)."""
-        ids = [e.job_id for e in self.entries]
-        queued: dict[str, str] = {}
-        if ids:
-            # --me, not -j: squeue refuses the whole list once one id has left the queue
-            r = subprocess.run(["squeue", "-h", "-r", "--me", "-o", "%i %T"], capture_output=True, text=True, timeout=60)
-            for line in r.stdout.splitlines():
-                jid, _, state = line.partition(" ")
-                queued[jid] = state.strip()
+        """Each job's state: squeue's while it is queued or running; once ended, its result file
+        (COMPLETED, BAD_INPUT, ERROR), else how Slurm ended it (squeue's final state and reason, or
+        slurmstepd's line in the job's stderr): CANCELLED by a person, or a retryable infrastructure
+        death (TIMEOUT, NODE_FAIL, PREEMPTED, OUT_OF_MEMORY, KILLED, DEPENDENCY), else LOST."""
+        slurm = self._slurm_states() if self.entries else {}
         for e in self.entries:
-            if e.state in ("COMPLETED", "BAD_INPUT", "ERROR", "GAVE_UP"):
+            if e.state in FINAL:
                 continue
-            if e.job_id in queued:
-                e.state = queued[e.job_id]
+            # array elements never started (e.g. cancelled while pending) share one line under the array's id
+            state, reason = slurm.get(e.job_id) or slurm.get(e.job_id.split("_")[0], ("", ""))
+            if state in ACTIVE:
+                e.state = state
                 continue
             res = self._result(e.job_id)
-            if res is None:
-                e.state = "LOST" if e.state not in RETRYABLE else e.state
-            elif res[0] == "success":
-                e.state = "BAD_INPUT" if isinstance(res[1], dict) and "error" in res[1] else "COMPLETED"
-            else:
-                e.state = "ERROR"
+            if res is not None:
+                e.state = ("BAD_INPUT" if isinstance(res[1], dict) and "error" in res[1] else "COMPLETED") \
+                    if res[0] == "success" else "TIMEOUT" if _SUBMITIT_TIMEOUT in str(res[1]) else "ERROR"
+            elif state:
+                e.state = self._ended(e, state, reason)
+            elif e.state not in RETRYABLE:
+                e.state = self._stepd_state(e.job_id) or "LOST"
+        for e in self.entries:
+            if e.state == "DEPENDENCY" and self._embedding(e, "CANCELLED"):  # its embedding job was scancelled
+                e.state = "CANCELLED"
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -193,17 +233,19 @@ class SlurmRun:
     def _retry(self, e: Entry) -> None:
         from dataclasses import replace
 
-        reason = {"LOST": "died without a result (killed, cancelled, node failure or OOM)"}.get(e.state, e.state)
+        reason = f"{e.state}: {REASONS[e.state]}"
         spec = replace(e.spec, attempt=e.spec.attempt + 1, retry_reason=reason)
-        dependency = None
-        if e.stage == 2:  # its embedding may itself be running again
-            emb = next((x for x in self.entries if x.spec.kind == "embedding" and x.spec.cells == e.spec.cells), None)
-            if emb is not None and emb.state in ACTIVE:
-                dependency = f"afterok:{emb.job_id}"
+        emb = self._embedding(e, *ACTIVE)  # its embedding may itself be running again
+        dependency = f"afterok:{emb.job_id}" if emb is not None else None
         new = self._submit([spec], e.stage, dependency)[0]
         log.warning("job %s (%s) %s; resubmitted as %s (attempt %d)", e.job_id, e.spec.name, reason, new.job_id, spec.attempt)
         e.history.append(f"{e.job_id}: {reason}")
         e.spec, e.job_id, e.state = spec, new.job_id, "PENDING"
+
+    def _embedding(self, e: Entry, *states: str) -> Entry | None:
+        """The embedding job of an evaluation job, when it is in one of ``states``."""
+        return next((x for x in self.entries if e.stage == 2 and x.spec.kind == "embedding" and x.spec.cells == e.spec.cells
+                     and x.state in states), None)
 
     def wait(self) -> None:
         """Until every job is final; infrastructure deaths are resubmitted up to ``max_retries``."""
@@ -223,7 +265,7 @@ class SlurmRun:
                             e.history.append(f"{e.job_id}: {e.state}; gave up after {e.spec.attempt} attempts")
                             e.state = "GAVE_UP"
                 self.save()
-                now = sum(e.state in ("COMPLETED", "BAD_INPUT", "ERROR", "GAVE_UP") for e in self.entries)
+                now = sum(e.state in FINAL for e in self.entries)
                 advance(now - finished)
                 finished = now
                 if finished == total:
@@ -236,6 +278,8 @@ class SlurmRun:
             if e.state == "BAD_INPUT":
                 res = self._result(e.job_id)
                 out.append(f"{e.spec.name}: bad input: {res[1]['error'] if res else '?'}")
+            elif e.state == "CANCELLED":
+                out.append(f"{e.spec.name}: CANCELLED (scancel; not retried: --resume submits it again)")
             elif e.state in ("ERROR", "GAVE_UP") or e.state in RETRYABLE:
                 res = self._result(e.job_id)
                 detail = str(res[1]).strip().splitlines()[-1] if res else "; ".join(e.history[-1:]) or e.state

@@ -1,12 +1,15 @@
-"""The Task contract: given a dataset and one embedding, produce metric outcomes.
+"""The two task protocols. An :class:`EmbeddingTask` scores one embedding of a dataset
+(``run(data, embedding, ...)``); a :class:`DirectTask` reads the dataset itself and scores its own
+predictors (``load``, ``check_models``, ``adapter_embeddings``, ``run_direct``). The runner, the plan
+and the job split dispatch on which of the two a registered task subclasses.
 
-Tasks never import adapters; they receive the embedding as an array.
+Tasks never import adapters; they receive embeddings as arrays and gene embeddings as callables.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,19 +59,18 @@ class EmbeddingTaskParams(BaseModel):
 
 class ScibTaskParams(EmbeddingTaskParams):
     exact_quadratic: bool = Field(
-        False, description="Silhouette/isolated labels/BRAS/kBET on every cell even above 50,000 cells (default: a "
-                           "declared stratified subsample of 50,000 there; hours at 10^6 cells if true).")
+        False, description="Silhouette/isolated labels/BRAS/kBET on every cell even above 100,000 cells (default: a "
+                           "declared stratified subsample of 100,000 there; hours at 10^6 cells if true).")
 
 
 class Task:
+    """What both protocols share; a registered task subclasses exactly one of them."""
+
     key: ClassVar[str]
     description: ClassVar[str]
     Params: ClassVar[type[BaseModel]] = EmbeddingTaskParams
     needs_label: ClassVar[bool] = True
     needs_batch: ClassVar[bool] = False
-    # False: the task reads the dataset itself and its "models" are its own predictors (the runner then
-    # calls run_direct once per (dataset, seed) instead of embedding with adapters).
-    uses_embedding: ClassVar[bool] = True
     default_suite: ClassVar[str]
 
     @classmethod
@@ -88,6 +90,11 @@ class Task:
         """The outcome id that ranks the leaderboard (tasks that rename suite ids override this)."""
         return suite.primary
 
+
+class EmbeddingTask(Task):
+    """Scores one embedding: the runner embeds the dataset with each model (adapter) and calls
+    ``run`` once per (dataset, model, seed)."""
+
     def run(self, data: TaskData, embedding: np.ndarray, *, params: BaseModel, seed: int, suite: MetricSuite) -> list[Outcome]:
         raise NotImplementedError
 
@@ -95,3 +102,49 @@ class Task:
     def score(suite: MetricSuite, inputs: MetricInputs) -> list[Outcome]:
         outcomes = evaluate_suite(suite, inputs)
         return outcomes + compute_aggregates(suite, outcomes)
+
+
+@dataclass
+class DirectResult:
+    outcomes: dict[str, list[Outcome]]  # model -> outcomes
+    table: Any  # pandas DataFrame, written beside the records (e.g. one row per (fold, perturbation, model))
+    info: dict
+
+
+class DirectTask(Task):
+    """Reads the dataset itself; its "models" are its own predictors (names it parses), some of which
+    may use an adapter's ``gene_embeddings``. The runner calls ``run_direct`` once per (dataset, seed)
+    with all the predictors, so they share folds and paired statistics."""
+
+    needs_label: ClassVar[bool] = False
+
+    @staticmethod
+    def load(adata: "AnnData", *, name: str, entry: DatasetEntry, params: BaseModel) -> Any:
+        """Validate and prepare the dataset (bad input raises before anything runs); the result is
+        handed back to ``run_direct`` as ``prepared``."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_models(cls, models: list[str], params: BaseModel, adapters: set[str]) -> None:
+        """Raise ConfigError naming the known predictors when one of ``models`` is not one;
+        ``adapters``: the adapter keys with a ``gene_embeddings`` method."""
+        raise NotImplementedError
+
+    @classmethod
+    def adapter_embeddings(cls, models: list[str], params: BaseModel) -> set[str]:
+        """Adapter keys whose ``gene_embeddings`` the runner must load and pass as ``embedders``."""
+        return set()
+
+    @classmethod
+    def models_using(cls, models: list[str], adapter: str) -> list[str]:
+        """The predictors that depend on ``adapter`` (they fail with it when it cannot load)."""
+        return [m for m in models if m == adapter]
+
+    @staticmethod
+    def model_kind(model: str, params: BaseModel) -> str | None:
+        """The predictor's kind for the leaderboard (baseline, control, ceiling, …); None: its adapter's."""
+        return None
+
+    def run_direct(self, adata: "AnnData", *, name: str, entry: DatasetEntry, models: list[str], params: BaseModel,
+                   seed: int, suite: MetricSuite, embedders: dict | None = None, prepared: Any = None) -> DirectResult:
+        raise NotImplementedError

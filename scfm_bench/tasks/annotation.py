@@ -33,7 +33,7 @@ from scfm_bench.metrics import Outcome
 from scfm_bench.registry import TASKS
 from scfm_bench.tasks._annot_probes import (Probe, ProbeGrid, chosen_summary, fit_probe, probe_outcomes, skipped, suite_ids,
                                             target_name)
-from scfm_bench.tasks._base import CellOutputs, EmbeddingTaskParams, Task
+from scfm_bench.tasks._base import CellOutputs, EmbeddingTask, EmbeddingTaskParams
 
 Protocol = Literal["cv", "cross_batch", "fewshot", "novel", "ref_query"]
 
@@ -104,7 +104,7 @@ def _fold_outcomes(task, data, embedding, y, protocol, params, seed, suite) -> l
 
 
 @TASKS.register("annotation")
-class Annotation(Task):
+class Annotation(EmbeddingTask):
     key = "annotation"
     description = ("Annotate cell types with tuned kNN / logistic-regression / random-forest probes: CV, cross-batch, "
                    "few-shot, novel cell types, reference to query; LCAD, hierarchical F1.")

@@ -11,11 +11,11 @@ import numpy as np
 from scfm_bench.exceptions import CellSkipped
 from scfm_bench.metrics import MetricInputs
 from scfm_bench.registry import TASKS
-from scfm_bench.tasks._base import ScibTaskParams, Task
+from scfm_bench.tasks._base import EmbeddingTask, ScibTaskParams
 
 
 @TASKS.register("batch_integration")
-class BatchIntegration(Task):
+class BatchIntegration(EmbeddingTask):
     key = "batch_integration"
     description = "Remove batch effects while keeping cell-type structure (scIB metrics)."
     needs_label = True

@@ -1,6 +1,6 @@
 """Gene function: what do a model's gene embeddings know about the Gene Ontology?
 
-A direct task (``uses_embedding = False``, like perturbation): its "models" are adapters with a
+A direct task (like perturbation): its "models" are adapters with a
 ``gene_embeddings(genes)`` method (random, gene_pca, go_leak, the scFMs), which the runner loads and
 hands over as callables. Genes in scope are the dataset's genes (symbols or Ensembl ids) that belong to
 the GO gene sets; terms keep ``min_term_genes``..``max_term_genes`` of them. Per aspect (BP/MF/CC), a
@@ -23,8 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scfm_bench.exceptions import ConfigError, DataError
 from scfm_bench.metrics import MetricInputs, Outcome, evaluate_suite
 from scfm_bench.registry import METRICS, TASKS
-from scfm_bench.tasks._base import Task
-from scfm_bench.tasks.perturbation import DirectResult  # the runner's direct-task result (table: one row per term)
+from scfm_bench.tasks._base import DirectResult, DirectTask
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +64,10 @@ class GeneFunctionData:
 
 
 @TASKS.register("gene_function")
-class GeneFunction(Task):
+class GeneFunction(DirectTask):
     key = "gene_function"
     description = "Predict GO terms (BP/MF/CC) from gene embeddings: probes on gene-disjoint folds, neighbour retrieval."
     Params = GeneFunctionParams
-    needs_label = False
-    uses_embedding = False
     default_suite = "gene_function"
 
     @classmethod

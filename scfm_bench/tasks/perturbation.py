@@ -1,6 +1,6 @@
 """Perturbation: predict the pseudobulk response of held-out genetic perturbations (spec perturbation.md).
 
-Unlike the embedding tasks it consumes the dataset directly (``uses_embedding = False``): its "models"
+A direct task (it consumes the dataset itself, unlike the embedding tasks): its "models"
 are predictors — baselines (``no_change``, ``mean``, ``additive``, ``additive_ref``, ``lin_pca``), probes
 ``lin_<emb>`` / ``ridge_<emb>`` / ``knn_<emb>`` over perturbation embeddings (``pca`` of training data,
 a matched-dimension ``random`` control, gene-embedding files in ``params.embeddings``, or any adapter
@@ -11,7 +11,6 @@ of them on the same folds, so paired statistics against ``mean`` and ``random`` 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -24,7 +23,7 @@ from scfm_bench.exceptions import CellSkipped, ConfigError, DataError
 from scfm_bench.metrics import MetricInputs, Outcome, PerturbationEval, Units
 from scfm_bench.metrics.perturbation import rowwise_pearson
 from scfm_bench.registry import METRICS, TASKS
-from scfm_bench.tasks._base import Task
+from scfm_bench.tasks._base import DirectResult, DirectTask
 from scfm_bench.tasks._perturb_core import (
     GeneEmbedder, fit_predict, pca_scores, project, replicate_stats, seurat_hvg, set_embeddings, split_folds,
     split_half_stats, welch_t)
@@ -74,20 +73,11 @@ class PerturbationParams(BaseModel):
     context: str | None = Field(None, description="which context to score when there are several")
 
 
-@dataclass
-class DirectResult:
-    outcomes: dict[str, list[Outcome]]  # model -> outcomes
-    table: "object"  # pandas DataFrame: one row per (fold, perturbation, model)
-    info: dict
-
-
 @TASKS.register("perturbation")
-class Perturbation(Task):
+class Perturbation(DirectTask):
     key = "perturbation"
     description = "Predict pseudobulk responses of held-out perturbations; calibrated metrics, strong simple baselines."
     Params = PerturbationParams
-    needs_label = False
-    uses_embedding = False
 
     @classmethod
     def unsupported(cls, tname: str, entry) -> str | None:
@@ -115,6 +105,11 @@ class Perturbation(Task):
     def adapter_embeddings(cls, models: list[str], params: PerturbationParams) -> set[str]:
         """Embedding names the runner must get from an adapter's ``gene_embeddings`` (built-ins and files win)."""
         return cls.embedding_names(models) - {"pca", "random"} - set(params.embeddings)
+
+    @classmethod
+    def models_using(cls, models: list[str], adapter: str) -> list[str]:
+        """The probes ``{lin,ridge,knn}_<adapter>`` on an adapter's gene embeddings."""
+        return [m for m in models if m.partition("_")[0] in PROBES and m.partition("_")[2] == adapter]
 
     @classmethod
     def check_models(cls, models: list[str], params: PerturbationParams, adapters: set[str]) -> None:

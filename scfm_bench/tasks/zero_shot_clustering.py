@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from scfm_bench.metrics import MetricInputs
 from scfm_bench.registry import TASKS
-from scfm_bench.tasks._base import ScibTaskParams, Task
+from scfm_bench.tasks._base import EmbeddingTask, ScibTaskParams
 
 
 @TASKS.register("zero_shot_clustering")
-class ZeroShotClustering(Task):
+class ZeroShotClustering(EmbeddingTask):
     key = "zero_shot_clustering"
     description = "Cluster the frozen embedding (Leiden sweep, KMeans) and compare with cell-type labels."
     needs_label = True

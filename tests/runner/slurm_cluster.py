@@ -36,6 +36,12 @@ def install() -> str | None:
     return None if r.returncode == 0 else f"apt-get install {' '.join(PACKAGES)} failed: {r.stderr.strip()[-500:]}"
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class LocalSlurm:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -53,7 +59,8 @@ class LocalSlurm:
             "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core",  # two jobs side by side
             "AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none",
             "SlurmUser=root", "ReturnToService=2", "SchedulerType=sched/backfill",
-            "SlurmctldPort=6817", "SlurmdPort=6818",
+            "KillWait=5",  # SIGTERM to SIGKILL of a job past its limit (default 30 s): quicker time-out tests
+            f"SlurmctldPort={_free_port()}", f"SlurmdPort={_free_port()}",  # beside any other cluster on this host
             f"SlurmctldPidFile={self.root}/slurmctld.pid", f"SlurmdPidFile={self.root}/slurmd.pid",
             f"StateSaveLocation={self.root}/spool/ctld", f"SlurmdSpoolDir={self.root}/spool/d",
             f"SlurmctldLogFile={self.root}/log/slurmctld.log", f"SlurmdLogFile={self.root}/log/slurmd.log",
