@@ -340,7 +340,8 @@ def _run_direct_group(ctx: _Context, tname: str, seed: int, group: list[Cell], d
                     _emit(ctx, by_model[m], [_cell_error(err, task=tname, model=m, **stamp)])
                 models = [m for m in models if m not in lost]
                 continue
-            embedders[emb] = adapter.gene_embeddings
+            # tasks that train through the model itself (annotation_finetune) take the loaded adapter
+            embedders[emb] = adapter if getattr(task, "takes_adapters", False) else adapter.gene_embeddings
         if not models:
             return
         res = task.run_direct(ds.adata, name=ds.name, entry=ds.entry, models=models, params=plan.task_params[tname],
