@@ -108,6 +108,8 @@ class AnnotationFinetune(Task):
             how, key = predictor_parts(m)
             if how == "scanvi" or (how == "mlp" and key in ADAPTERS):
                 continue
+            if how == "mlp":
+                raise ConfigError(f"annotation_finetune model {m!r}: {key!r} is not a model ({ADAPTERS._unknown_message(key)}). {known}")
             if how not in MODES:
                 raise ConfigError(f"annotation_finetune model {m!r}: {how!r} is not a fine-tuning mode "
                                   f"(modes: {', '.join(MODES)}; baselines mlp_<model>, scanvi). {known}")
