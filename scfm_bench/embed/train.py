@@ -1,8 +1,8 @@
 """Train a classification head on an encoder (or on fixed features): the fine-tuning loop.
 
 Like the embedding engine, this is where devices, precision and memory are handled: bf16 autocast on
-CUDA (fp32 on CPU), out-of-memory back-off that halves the batch size and retries the failed batch,
-peak memory (``torch.cuda.max_memory_allocated`` on GPU, sampled RSS on CPU). The budget is fixed and
+CUDA (fp32 on CPU), out-of-memory back-off that halves the batch size and retries the failed batch
+(callers measure peak memory around it with PeakMemory). The budget is fixed and
 recorded: AdamW (lr, weight decay), ``epochs`` at most, early stopping when the inner-validation loss
 has not improved for ``patience`` epochs, the best epoch's weights restored. Every random draw (head
 initialisation, dropout, batch order) follows ``seed``, so a CPU run is reproducible bit for bit.
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from scfm_bench.adapters._base import Prepared
 from scfm_bench.embed.engine import autocast, forward_context, is_oom, run_batches
-from scfm_bench.embed.memory import PeakMemory
+from scfm_bench.exceptions import CellFailed
 
 log = logging.getLogger(__name__)
 
@@ -106,48 +106,49 @@ def fit_classifier(net, items: Sequence, collate: Callable, y: np.ndarray, train
     batch_size, history = budget.batch_size, []
     best, best_state, best_epoch, waited = np.inf, None, 0, 0
     t0 = time.perf_counter()
-    with PeakMemory() as pm:
-        for epoch in range(1, budget.epochs + 1):
-            net.train()
-            order = train[torch.randperm(len(train), generator=order_rng).numpy()]
-            pos, total = 0, 0.0
-            while pos < len(order):
-                idx = order[pos : pos + batch_size]
-                try:
-                    with autocast(device, precision) as used:
-                        logits = net(collate([items[i] for i in idx]))
-                    loss = F.cross_entropy(logits.float(), target[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                except Exception as exc:
-                    if not is_oom(exc) or batch_size <= 1:
-                        raise
-                    opt.zero_grad(set_to_none=True)  # the failed step changed no weight
-                    batch_size = max(1, len(idx) // 2)
-                    log.warning("%s: out of memory while training; retrying with batch size %d", name, batch_size)
-                    _empty_cache()
-                    continue
-                pos += len(idx)
-                total += float(loss.detach()) * len(idx)
-            net.eval()
-            logits = infer(net, name, items, collate, val, batch_size=batch_size, device=device, precision=precision,
-                           lengths=lengths)
-            val_loss = float(F.cross_entropy(torch.from_numpy(logits).float(), torch.as_tensor(y[val], dtype=torch.long)))
-            history.append({"epoch": epoch, "train_loss": total / len(train), "val_loss": val_loss})
-            log.info("%s: epoch %d train loss %.4f, validation loss %.4f", name, epoch, total / len(train), val_loss)
-            if val_loss < best:
-                best, best_epoch, waited = val_loss, epoch, 0
-                best_state = {n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
-            else:
-                waited += 1
-                if waited >= budget.patience:
-                    break
-        net.load_state_dict(best_state, strict=False)
+    for epoch in range(1, budget.epochs + 1):
+        net.train()
+        order = train[torch.randperm(len(train), generator=order_rng).numpy()]
+        pos, total = 0, 0.0
+        while pos < len(order):
+            idx = order[pos : pos + batch_size]
+            try:
+                with autocast(device, precision) as used:
+                    logits = net(collate([items[i] for i in idx]))
+                loss = F.cross_entropy(logits.float(), target[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            except Exception as exc:
+                if not is_oom(exc) or batch_size <= 1:
+                    raise
+                opt.zero_grad(set_to_none=True)  # the failed step changed no weight
+                batch_size = max(1, len(idx) // 2)
+                log.warning("%s: out of memory while training; retrying with batch size %d", name, batch_size)
+                _empty_cache()
+                continue
+            pos += len(idx)
+            total += float(loss.detach()) * len(idx)
+        net.eval()
+        logits = infer(net, name, items, collate, val, batch_size=batch_size, device=device, precision=precision,
+                       lengths=lengths)
+        val_loss = float(F.cross_entropy(torch.from_numpy(logits).float(), torch.as_tensor(y[val], dtype=torch.long)))
+        history.append({"epoch": epoch, "train_loss": total / len(train), "val_loss": val_loss})
+        log.info("%s: epoch %d train loss %.4f, validation loss %.4f", name, epoch, total / len(train), val_loss)
+        if val_loss < best:
+            best, best_epoch, waited = val_loss, epoch, 0
+            best_state = {n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
+        else:
+            waited += 1
+            if waited >= budget.patience:
+                break
+    if best_state is None:
+        raise CellFailed(f"model {name!r}: the validation loss was not finite in any epoch (training diverged); "
+                         f"lower budget.lr.")
+    net.load_state_dict(best_state, strict=False)
     info = {"epochs_run": len(history), "best_epoch": best_epoch, "best_val_loss": best, "batch_size_final": batch_size,
             "precision": used, "device": device, "train_s": time.perf_counter() - t0,
-            "trainable_params": int(sum(p.numel() for p in params)), "total_params": int(sum(p.numel() for p in net.parameters())),
-            "peak_ram_mb": pm.peak_ram_mb, "peak_gpu_mb": pm.peak_gpu_mb}
+            "trainable_params": int(sum(p.numel() for p in params)), "total_params": int(sum(p.numel() for p in net.parameters()))}
     return FitResult(net, history, info)
 
 

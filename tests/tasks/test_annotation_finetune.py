@@ -274,3 +274,41 @@ def test_through_the_cli_with_a_tiny_checkpoint(tmp_path):
     assert skipped and skipped[0]["status"] == "skipped"
     tables = list((tmp_path / "out").glob("runs/*/tables/annotation_finetune__*.csv"))
     assert tables and "val_loss" in tables[0].read_text()
+
+
+def test_out_of_memory_halves_the_batch_and_training_goes_on(make_blobs):
+    """A net that runs out of memory above 4 cells per batch: the step is retried with halved batches,
+    the final size is recorded, and the result equals training at batch size 4 from the start."""
+    X, labels, _ = make_blobs(n_per=20, n_labels=3, dim=6)
+    classes, y = np.unique(labels, return_inverse=True)
+    idx = np.arange(len(y))
+    train, val = idx[idx % 5 != 0], idx[idx % 5 == 0]
+    items, collate = feature_items(X)
+
+    def fit(batch_size, limit):
+        budget = TrainBudget(epochs=2, lr=1e-3, batch_size=batch_size)
+        net = build_classifier(6, 3, budget)
+        forward = net.forward
+
+        def guarded(batch):
+            if len(batch) > limit:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return forward(batch)
+
+        net.forward = guarded
+        return fit_classifier(net, items, collate, y, train, val, budget=budget, device="cpu", seed=0, name="mlp")
+
+    halved, direct = fit(16, 4), fit(4, 4)
+    assert halved.info["batch_size_final"] == 4 and halved.history == direct.history
+
+
+def test_non_finite_training_fails_the_model():
+    from scfm_bench.exceptions import CellFailed
+
+    X = np.full((30, 4), np.inf, dtype=np.float32)
+    y = np.arange(30) % 2
+    items, collate = feature_items(X)
+    budget = TrainBudget(epochs=2)
+    with pytest.raises(CellFailed, match="'mlp'.*not finite"):
+        fit_classifier(build_classifier(4, 2, budget), items, collate, y, np.arange(20), np.arange(20, 30), budget=budget,
+                       device="cpu", seed=0, name="mlp")
