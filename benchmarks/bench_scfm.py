@@ -35,22 +35,26 @@ import time
 from pathlib import Path
 
 
-def write_scgpt(folder: Path, genes: list[str]) -> None:
+def write_scgpt(folder: Path, genes: list[str], *, dims: tuple[int, int, int, int] = (512, 8, 512, 12),
+                vocab_size: int = 60_694) -> None:
+    """dims: (embsize, heads, d_hid, layers); the defaults are whole-human's."""
     import torch
 
     from scfm_bench.adapters.scgpt import _build_module
 
     folder.mkdir(parents=True)
-    names = genes + [f"FILLER{i}" for i in range(60_694 - len(genes))]
-    vocab = {g: i for i, g in enumerate(names)} | {"<pad>": 60_694, "<cls>": 60_695, "<eoc>": 60_696}
-    args = {"embsize": 512, "nheads": 8, "d_hid": 512, "nlayers": 12, "dropout": 0.2, "pad_token": "<pad>", "pad_value": -2}
-    state = _build_module(len(vocab), args, 60_694).state_dict()
+    names = genes + [f"FILLER{i}" for i in range(vocab_size - len(genes))]
+    vocab = {g: i for i, g in enumerate(names)} | {"<pad>": len(names), "<cls>": len(names) + 1, "<eoc>": len(names) + 2}
+    args = {"embsize": dims[0], "nheads": dims[1], "d_hid": dims[2], "nlayers": dims[3], "dropout": 0.2, "pad_token": "<pad>",
+            "pad_value": -2}
+    state = _build_module(len(vocab), args, len(names)).state_dict()
     torch.save({k.replace("self_attn.in_proj_", "self_attn.Wqkv."): v for k, v in state.items()}, folder / "best_model.pt")
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "args.json").write_text(json.dumps(args))
 
 
-def write_geneformer(folder: Path, genes: list[str], *, v2: bool) -> None:
+def write_geneformer(folder: Path, genes: list[str], *, v2: bool, dims: tuple[int, int, int, int] | None = None) -> None:
+    """dims: (hidden, layers, heads, FFN) instead of the release's."""
     from transformers import BertConfig, BertForMaskedLM
 
     folder.mkdir(parents=True)
@@ -61,9 +65,9 @@ def write_geneformer(folder: Path, genes: list[str], *, v2: bool) -> None:
     for stem, d in (("token_dictionary", tokens), ("gene_median_dictionary", {g: 1.0 + (i % 13) / 5 for i, g in enumerate(ens)}),
                     ("gene_name_id_dict", dict(zip(genes, ens)))):
         (folder / f"{stem}_{tag}.pkl").write_bytes(pickle.dumps(d))
-    hidden, layers, heads, pos = (768, 12, 12, 4096) if v2 else (256, 6, 4, 2048)
+    hidden, layers, heads, ffn = dims or ((768, 12, 12, 3072) if v2 else (256, 6, 4, 512))
     cfg = BertConfig(vocab_size=len(tokens), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                     intermediate_size=2 * hidden if not v2 else 3072, max_position_embeddings=pos, hidden_act="relu",
+                     intermediate_size=ffn, max_position_embeddings=4096 if v2 else 2048, hidden_act="relu",
                      layer_norm_eps=1e-12, pad_token_id=0, type_vocab_size=2)
     BertForMaskedLM(cfg).save_pretrained(folder)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from scfm_bench.adapters._base import Adapter
+from scfm_bench.adapters._base import Adapter, Prepared
 from scfm_bench.exceptions import CellFailed, CellSkipped
 
 if TYPE_CHECKING:
@@ -98,6 +98,29 @@ class ScfmAdapter(Adapter):
 
     def _gene_table(self) -> tuple[np.ndarray, Mapping[str, int]]:
         raise NotImplementedError
+
+
+@dataclass
+class TrainableEncoder:
+    """What fine-tuning needs from a model: ``forward(body, prepared.collate(items))`` gives (cells, dim)
+    vectors with gradients through ``body`` (the loaded torch module; callers copy it before training),
+    and ``lora_targets`` is a regex over ``body``'s module names naming the layers LoRA adapts."""
+
+    body: Any
+    forward: Any
+    prepared: "Prepared"
+    lora_targets: str
+
+
+class Finetunable:
+    """Mixin of scFM adapters that can be fine-tuned (annotation_finetune): they define ``lora_targets``,
+    ``_body()`` (the loaded module) and ``_forward(body, batch)``, the cell vector ``embed_batch`` is
+    computed from (before any normalisation), so training and embedding share one forward."""
+
+    lora_targets: ClassVar[str]
+
+    def trainable_encoder(self, adata: "AnnData") -> TrainableEncoder:
+        return TrainableEncoder(self._body(), self._forward, self.prepare(adata), self.lora_targets)
 
 
 def raw_counts(adata: "AnnData", model: str) -> "sp.csr_matrix":

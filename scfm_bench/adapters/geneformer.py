@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from scfm_bench.adapters._base import InputSpec, Prepared, require
-from scfm_bench.adapters._scfm import ScfmAdapter, ScfmParams, cell_entries, match_genes, raw_counts
+from scfm_bench.adapters._scfm import Finetunable, ScfmAdapter, ScfmParams, cell_entries, match_genes, raw_counts
 from scfm_bench.exceptions import CellFailed
 from scfm_bench.registry import ADAPTERS
 
@@ -70,7 +70,7 @@ def rank_tokens(values: np.ndarray, token_ids: np.ndarray, n_counts: float, medi
 
 
 @ADAPTERS.register("geneformer")
-class Geneformer(ScfmAdapter):
+class Geneformer(Finetunable, ScfmAdapter):
     key = "geneformer"
     display_name = "Geneformer"
     version = "1"
@@ -83,6 +83,8 @@ class Geneformer(ScfmAdapter):
     required_files = (("config.json",), ("model.safetensors", "pytorch_model.bin"))
     gene_namespace = "ensembl"
     token_budget = 16 * 4096
+    # LoRA (fine-tuning): BERT's attention projections and feed-forward layers
+    lora_targets = r".*encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)"
 
     def missing_files(self, folder: Path) -> list[str]:
         missing = super().missing_files(folder)
@@ -178,11 +180,17 @@ class Geneformer(ScfmAdapter):
             mask[r, : len(t)] = 1
         return ids, mask
 
+    def _body(self):
+        return self.model
+
     def embed_batch(self, batch):
+        return self._forward(self.model, batch)
+
+    def _forward(self, model, batch):
         import torch
 
         ids, mask = (t.to(self.device) for t in batch)
-        out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         h = out.hidden_states[len(out.hidden_states) - 1 + self.params.layer].float()
         if self.pool == "cls":
             if not self.v2:

@@ -64,16 +64,26 @@ class SCANVI(SCVI):
         return {**super().record_params(), "labels_visible": "reference rows only"}
 
     def embed_batch(self, adata) -> np.ndarray:
-        import scvi
-
         labels = visible_labels(adata, self.params, self.key)
-        self.run_info["n_labelled_cells"] = int((labels != UNLABELLED).sum())
-        base = self.train_scvi(adata, obs={"_scfm_label": labels})
-        model = scvi.model.SCANVI.from_scvi_model(base, unlabeled_category=UNLABELLED, labels_key="_scfm_label")
-        log.info("scANVI: %d epochs, %d labelled cells", self.params.scanvi_max_epochs, self.run_info["n_labelled_cells"])
-        with epoch_progress("scANVI training", self.params.scanvi_max_epochs) as callbacks:
-            model.train(max_epochs=self.params.scanvi_max_epochs, callbacks=callbacks, **self.trainer_kwargs())
+        model = self.train_scanvi(adata, labels, self.params.scanvi_max_epochs)
         # the annotation task skips protocols that would test on these cells, and scores the predictions as probe "own"
         self.cell_outputs = {"labels_seen": np.flatnonzero(labels != UNLABELLED).tolist(),
                              "predictions": np.asarray(model.predict(), dtype=str).tolist()}
         return np.asarray(model.get_latent_representation(), dtype=np.float32)
+
+    def predict_labels(self, adata, labels: np.ndarray, visible: np.ndarray, *, epochs: int) -> np.ndarray:
+        """scANVI's own predicted label per cell, trained with only ``labels[visible]`` (the others are
+        unlabelled whatever their value): ``epochs`` of scVI pre-training, then ``epochs`` of scANVI."""
+        model = self.train_scanvi(adata, np.where(visible, np.asarray(labels, dtype=str), UNLABELLED), epochs, pretrain_epochs=epochs)
+        return np.asarray(model.predict(), dtype=str)
+
+    def train_scanvi(self, adata, labels: np.ndarray, epochs: int, *, pretrain_epochs: int | None = None):
+        import scvi
+
+        self.run_info["n_labelled_cells"] = int((labels != UNLABELLED).sum())
+        base = self.train_scvi(adata, obs={"_scfm_label": labels}, max_epochs=pretrain_epochs)
+        model = scvi.model.SCANVI.from_scvi_model(base, unlabeled_category=UNLABELLED, labels_key="_scfm_label")
+        log.info("scANVI: %d epochs, %d labelled cells", epochs, self.run_info["n_labelled_cells"])
+        with epoch_progress("scANVI training", epochs) as callbacks:
+            model.train(max_epochs=epochs, callbacks=callbacks, **self.trainer_kwargs())
+        return model

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from scfm_bench.adapters._base import InputSpec, Prepared
-from scfm_bench.adapters._scfm import ScfmAdapter, ScfmParams, cell_entries, match_genes, raw_counts, strict_state_dict
+from scfm_bench.adapters._scfm import Finetunable, ScfmAdapter, ScfmParams, cell_entries, match_genes, raw_counts, strict_state_dict
 from scfm_bench.exceptions import CellFailed
 from scfm_bench.registry import ADAPTERS
 
@@ -110,7 +110,7 @@ def to_torch_keys(state: Mapping) -> dict:
 
 
 @ADAPTERS.register("scgpt")
-class ScGPT(ScfmAdapter):
+class ScGPT(Finetunable, ScfmAdapter):
     key = "scgpt"
     display_name = "scGPT (whole-human)"
     version = "1"
@@ -122,6 +122,10 @@ class ScGPT(ScfmAdapter):
     Params = ScGPTParams
     required_files = (("best_model.pt",), ("vocab.json",), ("args.json",))
     token_budget = 64 * 1200
+    # LoRA (fine-tuning): the transformer's feed-forward layers. Not its nn.MultiheadAttention: peft adapts
+    # that by merging LoRA into the frozen weights and unmerging after each forward, which drifts them by
+    # float rounding (~1e-7), so the base would not stay bit-identical.
+    lora_targets = r".*transformer_encoder\.layers\.\d+\.(linear1|linear2)"
 
     def variant(self) -> str:
         return "whole-human layout"
@@ -179,12 +183,18 @@ class ScGPT(ScfmAdapter):
             vals[r, : len(v)] = torch.from_numpy(v)
         return ids, vals
 
+    def _body(self):
+        return self.module
+
+    def _forward(self, module, batch):
+        """The last layer's ``<cls>`` output (before the embedding's L2 normalisation)."""
+        ids, vals = (t.to(self.device) for t in batch)
+        return module(ids, vals, ids == self.pad_id)
+
     def embed_batch(self, batch):
         import torch
 
-        ids, vals = (t.to(self.device) for t in batch)
-        out = self.module(ids, vals, ids == self.pad_id).float()
-        return torch.nn.functional.normalize(out, dim=1)
+        return torch.nn.functional.normalize(self._forward(self.module, batch).float(), dim=1)
 
     def _gene_table(self):
         if not hasattr(self, "module"):

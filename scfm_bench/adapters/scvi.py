@@ -47,8 +47,9 @@ class SCVI(Adapter):
     def embed_batch(self, adata) -> np.ndarray:
         return np.asarray(self.train_scvi(adata).get_latent_representation(), dtype=np.float32)
 
-    def train_scvi(self, adata, obs: dict | None = None):
-        """A trained SCVI model on the HVG counts; ``obs`` adds columns to its AnnData (e.g. scANVI's labels)."""
+    def train_scvi(self, adata, obs: dict | None = None, max_epochs: int | None = None):
+        """A trained SCVI model on the HVG counts; ``obs`` adds columns to its AnnData (e.g. scANVI's labels);
+        ``max_epochs`` replaces the size heuristic (a fixed budget)."""
         scvi = require("scvi", "baselines", self.key)
         batch = obs_column(adata, "batch", self.key)
         ad = adata[:, adata.var["highly_variable"].to_numpy()].copy()
@@ -60,7 +61,7 @@ class SCVI(Adapter):
         scvi.settings.dl_num_workers = 0
         scvi.model.SCVI.setup_anndata(ad, layer="counts", batch_key="_scfm_batch")
         model = scvi.model.SCVI(ad, n_layers=self.params.n_layers, n_latent=self.params.n_latent, n_hidden=self.params.n_hidden)
-        epochs = scvi_epochs(ad.n_obs, self.params.max_epochs_cap)
+        epochs = max_epochs or scvi_epochs(ad.n_obs, self.params.max_epochs_cap)
         log.info("%s: training scVI %d epochs on %d cells", self.key, epochs, ad.n_obs)
         with epoch_progress("scVI training", epochs) as callbacks:
             model.train(max_epochs=epochs, callbacks=callbacks, **self.trainer_kwargs())

@@ -119,6 +119,7 @@ class TaskConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     model_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0])
+    default: bool = Field(True, description="false: a heavy task that runs only when named with --task")
 
 
 class MetricEntry(_Strict):

@@ -50,7 +50,7 @@ def validate_embedding(X: Any, n_cells: int, model: str) -> np.ndarray:
     return X.astype(np.float32, copy=False)
 
 
-def _is_oom(exc: BaseException) -> bool:
+def is_oom(exc: BaseException) -> bool:
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())):
         return True
@@ -82,13 +82,22 @@ def plan_batches(lengths, batch_size: int, token_budget: int | None, *, bucketed
 
 
 @contextmanager
-def forward_context(device: str, precision: str = "auto"):
-    """Gradient-free forward passes; bf16 autocast on CUDA when the GPU supports it (fp32 on CPU)."""
+def autocast(device: str, precision: str = "auto"):
+    """bf16 autocast on CUDA when the GPU supports it (fp32 on CPU, or with precision="fp32"); yields which."""
     import torch
 
     use_bf16 = device.startswith("cuda") and precision != "fp32" and torch.cuda.is_bf16_supported()
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
         yield "bf16" if use_bf16 else "fp32"
+
+
+@contextmanager
+def forward_context(device: str, precision: str = "auto"):
+    """Gradient-free forward passes under :func:`autocast`."""
+    import torch
+
+    with torch.inference_mode(), autocast(device, precision) as used:
+        yield used
 
 
 def run_batches(adapter: Adapter, prep: Prepared, batch_size: int, *, min_batch_size: int = 1,
@@ -111,7 +120,7 @@ def run_batches(adapter: Adapter, prep: Prepared, batch_size: int, *, min_batch_
             try:
                 out = _to_numpy(adapter.embed_batch(prep.collate([prep.dataset[i] for i in idx])))
             except Exception as exc:
-                if not _is_oom(exc) or len(idx) <= min_batch_size:
+                if not is_oom(exc) or len(idx) <= min_batch_size:
                     raise
                 batch_size = max(min_batch_size, len(idx) // 2)
                 token_budget = token_budget // 2 if token_budget else None

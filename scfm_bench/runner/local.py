@@ -346,7 +346,7 @@ def _run_direct_group(ctx: _Context, tname: str, seed: int, group: list[Cell], d
                     _emit(ctx, by_model[m], [_cell_error(err, task=tname, model=m, **stamp)])
                 models = [m for m in models if m not in lost]
                 continue
-            embedders[emb] = adapter.gene_embeddings
+            embedders[emb] = adapter if task.takes_adapters else adapter.gene_embeddings
         if not models:
             return
         res = task.run_direct(ds.adata, name=ds.name, entry=ds.entry, models=models, params=plan.task_params[tname],

@@ -133,7 +133,7 @@ def build_plan(opts: RunOptions, *, env_seed: int | None = None) -> Plan:
         raise ConfigError("The suite is inconsistent:\n  " + "\n  ".join(problems))
     for name in opts.tasks:
         suite.task(name)  # raises with "did you mean"
-    task_names = opts.tasks or sorted(suite.tasks)
+    task_names = opts.tasks or sorted(t for t in suite.tasks if suite.task(t).default)
     if not task_names:
         raise ConfigError(f"No tasks in {suite.root / 'tasks'}. Add a tasks/<name>.yaml or pass --task.")
     explicit = bool(opts.tasks)

@@ -91,10 +91,12 @@ def chosen_summary(chosen: list[dict[str, Any]]) -> dict[str, Any]:
 
 def probe_outcomes(score, suite, *, X, y, pred, folds, has_ontology: bool, knn_method: str, prefix: str,
                    extra: dict) -> list[Outcome]:
-    """Score predictions with the suite; ids become ``<prefix>_<id>`` and ``extra`` joins each record's params."""
+    """Score predictions with the suite; ids become ``<prefix>_<id>`` (kept as they are without a prefix) and
+    ``extra`` joins each record's params."""
     inputs = MetricInputs(X=X, labels=y, predictions=np.asarray(pred).astype(str), folds=folds,
                           ontology_ids=y if has_ontology else None, knn_method=knn_method)
-    return [dataclasses.replace(o, id=f"{prefix}_{o.id}", params={**o.params, **extra}) for o in score(suite, inputs)]
+    return [dataclasses.replace(o, id=f"{prefix}_{o.id}" if prefix else o.id, params={**o.params, **extra})
+            for o in score(suite, inputs)]
 
 
 def skipped(ids: list[str], reason: str) -> list[Outcome]:

@@ -117,6 +117,9 @@ class DirectTask(Task):
     with all the predictors, so they share folds and paired statistics."""
 
     needs_label: ClassVar[bool] = False
+    # True: ``embedders`` maps each adapter key to the loaded adapter itself (a task that trains through
+    # the model, e.g. annotation_finetune), not to its ``gene_embeddings``
+    takes_adapters: ClassVar[bool] = False
 
     @staticmethod
     def load(adata: "AnnData", *, name: str, entry: DatasetEntry, params: BaseModel) -> Any:
