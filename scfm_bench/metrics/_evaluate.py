@@ -90,7 +90,8 @@ def evaluate_suite(suite: MetricSuite, inputs: MetricInputs) -> list[Outcome]:
             if sampling is not None:
                 params = {**params, "sampling": sampling}
             if any(name.startswith("knn") for name in m.spec.inputs):  # which search built the graph
-                params = {**params, "knn": {"method": resolve_method(m_inputs.X.shape[0], m_inputs.knn_method)}}
+                method = "model graph" if m_inputs.X is None else resolve_method(m_inputs.X.shape[0], m_inputs.knn_method)
+                params = {**params, "knn": {"method": method}}
             result = m(m_inputs, **kwargs)
         except CellSkipped as exc:  # the data do not allow this metric (e.g. < 3 cell types with enough cells)
             outcomes += [Outcome(e.id, e.family, m.spec.higher_is_better, status="skipped", reason=f"{e.id}: {exc}",

@@ -44,9 +44,9 @@ def quadratic_inputs(inputs):
     """(inputs for a quadratic metric, the ``sampling`` record entry or None): ``inputs`` itself at or
     below the threshold or when exact is asked for; else the stratified subsample, built once per
     MetricInputs and reused by every quadratic metric on it."""
+    if inputs.X is None or inputs.exact_quadratic or inputs.X.shape[0] <= QUADRATIC_MAX_CELLS:
+        return inputs, None  # (no X: a model's own graph, e.g. BBKNN's, which cannot be re-searched on a subsample)
     n = inputs.X.shape[0]
-    if inputs.exact_quadratic or n <= QUADRATIC_MAX_CELLS:
-        return inputs, None
     cached = inputs._cache.get("quadratic_subsample")
     if cached is None:
         labels = np.zeros(n, dtype=str) if inputs.labels is None else np.asarray(inputs.labels).astype(str)

@@ -90,6 +90,11 @@ class Task:
         """The outcome id that ranks the leaderboard (tasks that rename suite ids override this)."""
         return suite.primary
 
+    @staticmethod
+    def score(suite: MetricSuite, inputs: MetricInputs) -> list[Outcome]:
+        outcomes = evaluate_suite(suite, inputs)
+        return outcomes + compute_aggregates(suite, outcomes)
+
 
 class EmbeddingTask(Task):
     """Scores one embedding: the runner embeds the dataset with each model (adapter) and calls
@@ -98,10 +103,6 @@ class EmbeddingTask(Task):
     def run(self, data: TaskData, embedding: np.ndarray, *, params: BaseModel, seed: int, suite: MetricSuite) -> list[Outcome]:
         raise NotImplementedError
 
-    @staticmethod
-    def score(suite: MetricSuite, inputs: MetricInputs) -> list[Outcome]:
-        outcomes = evaluate_suite(suite, inputs)
-        return outcomes + compute_aggregates(suite, outcomes)
 
 
 @dataclass

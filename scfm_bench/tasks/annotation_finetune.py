@@ -99,6 +99,10 @@ class AnnotationFinetune(DirectTask):
         return {predictor_parts(m)[1] for m in models}
 
     @classmethod
+    def models_using(cls, models: list[str], adapter: str) -> list[str]:
+        return [m for m in models if predictor_parts(m)[1] == adapter]
+
+    @classmethod
     def check_models(cls, models: list[str], params: FinetuneParams, adapters: set[str]) -> None:
         tunable = sorted(k for k, a in ADAPTERS.items() if hasattr(a, "trainable_encoder"))
         known = (f"Known: scanvi, mlp_<model> (e.g. mlp_hvg, mlp_pca), and {{{','.join(MODES)}}}_<model> with model one of "
