@@ -296,8 +296,8 @@ def _run_group(ctx: _Context, adapter: Adapter, cells: list[Cell], data: TaskDat
                        "kind": adapter.kind, "task_family": "embedding", **cell_params, "embedding_dim": int(emb.X.shape[1]),
                        "n_cells": int(emb.X.shape[0]), "embedding_info": emb.meta.get("run_info") or {}}
         try:
-            shared = {"neighbors": graph} if getattr(task, "shares_neighbors", False) else {}
-            if getattr(task, "reads_cell_outputs", False):
+            shared = {"neighbors": graph} if task.shares_neighbors else {}
+            if task.reads_cell_outputs:
                 shared["cell_outputs"] = cell_outputs
             if X is None and "neighbors" not in shared:
                 raise CellSkipped(f"model {adapter.key!r} yields a kNN graph, not an embedding; task {c.task!r} needs an "

@@ -100,6 +100,11 @@ class EmbeddingTask(Task):
     """Scores one embedding: the runner embeds the dataset with each model (adapter) and calls
     ``run`` once per (dataset, model, seed)."""
 
+    # True: run() also takes ``neighbors`` (the embedding's NeighborGraph, one kNN search shared by tasks)
+    shares_neighbors: ClassVar[bool] = False
+    # True: run() also takes ``cell_outputs`` (the model's CellOutputs: labels it saw, its own predictions)
+    reads_cell_outputs: ClassVar[bool] = False
+
     def run(self, data: TaskData, embedding: np.ndarray, *, params: BaseModel, seed: int, suite: MetricSuite) -> list[Outcome]:
         raise NotImplementedError
 
