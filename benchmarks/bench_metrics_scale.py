@@ -9,6 +9,7 @@ largest |ours - Benchmarker| over metrics and embeddings, and the ratio of media
     python benchmarks/bench_metrics_scale.py --sizes 10000 --no-kang --benchmarker-knn exact   # values equal
     python benchmarks/bench_metrics_scale.py --device cuda --knn-only --alone 60000 200000 1000000   # GPU kNN
     python benchmarks/bench_metrics_scale.py --knn-compare --sizes --alone 200000 1000000   # kNN backends
+    python benchmarks/bench_metrics_scale.py --leiden-compare --sizes 20000   # Leiden sweep vs scib-metrics
 
 ``--alone`` sizes run both suites (batch integration and zero-shot, Leiden sweep included) under the
 default large-n policy (exact kNN up to 200k cells, faiss HNSW above; quadratic metrics on the
@@ -176,10 +177,32 @@ def knn_compare(n: int, method: str) -> dict:
     return row
 
 
+def leiden_compare(n: int) -> dict:
+    """The Leiden sweep on one embedding's 15-NN connectivities: scib-metrics' function (a graph per
+    resolution) vs ours (metrics/_leiden.py: the graph built once), same values."""
+    import scib_metrics
+
+    from scfm_bench.metrics import MetricInputs
+    from scfm_bench.registry import METRICS
+
+    embs, labels, _, _ = synthetic(n, n_emb=1)
+    knn = MetricInputs(X=embs[0]).knn15
+    knn.knn_graph_connectivities
+    t = time.perf_counter()
+    ref = {k: float(v) for k, v in scib_metrics.nmi_ari_cluster_labels_leiden(knn, labels).items()}
+    scib_s = time.perf_counter() - t
+    t = time.perf_counter()
+    ours = METRICS.get("nmi_ari_leiden").fn(knn, labels)
+    ours_s = time.perf_counter() - t
+    return {"scib_metrics_s": scib_s, "ours_s": ours_s, "speedup": scib_s / ours_s, "equal": ours == ref, "values": ours}
+
+
 def child(args) -> None:
     """One measurement in this process; prints one JSON object."""
     if args.knn_only:
         row = knn_only(args.n, args.device)
+    elif args.leiden_compare:
+        row = leiden_compare(args.n)
     elif args.knn_compare:
         row = knn_compare(args.n, args.engine)
     else:
@@ -212,6 +235,7 @@ def main() -> None:
     p.add_argument("--benchmarker-knn", choices=("pynndescent", "exact"), default="pynndescent",
                    help="the Benchmarker's neighbour computer: its default (approximate) or sklearn's exact search")
     p.add_argument("--knn-compare", action="store_true", help="kNN backends: seconds and recall@90 (exact up to 200k)")
+    p.add_argument("--leiden-compare", action="store_true", help="the Leiden sweep: scib-metrics' function vs ours")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--engine", default="ours", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
@@ -224,6 +248,10 @@ def main() -> None:
         for n in args.sizes + args.alone:
             for method in ("exact", "hnsw", "pynndescent") if n <= 200_000 else ("hnsw", "pynndescent"):
                 print(json.dumps({"n_cells": n, "method": method, **measure(method, n, ["--knn-compare"])}), flush=True)
+        return
+    if args.leiden_compare:
+        for n in args.sizes + args.alone:
+            print(json.dumps({"n_cells": n, **measure("ours", n, ["--leiden-compare"])}), flush=True)
         return
     if args.knn_only:
         for n in args.sizes + args.alone:

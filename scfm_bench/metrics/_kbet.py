@@ -13,11 +13,14 @@ equality with scib-metrics' function given the same start vector and exact neigh
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
 _EPS = 1e-8  # scib-metrics' diffusion_nn adds it to the eigenvalues
 _SIZE_MAX = 2**31 - 1
+_ARPACK_THREADED_MIN = 4_000  # cells of a label from which ARPACK gains from BLAS threads (measured)
 
 
 def arpack_v0(n: int, seed: int) -> np.ndarray:
@@ -36,9 +39,12 @@ def diffusion_nn(conn, k: int, n_comps: int, seed: int):
 
     transitions = _compute_transitions(conn).astype(np.float64)
     n_comps = min(transitions.shape[0] - 1, n_comps)
-    # ARPACK's eigenvector step (dseupd) makes many small BLAS calls: with 2 OpenBLAS threads on 2 busy
-    # cores it took 6x longer than with one (3 s vs 0.5 s for 2,000 cells); the result is the same
-    with threadpool_limits(1, user_api="blas"):
+    # ARPACK's BLAS calls are small: on labels of 200 or 2,000 cells more OpenBLAS threads than one
+    # cost time (kBET on 2,000 / 20,000 cells in 10 labels, 2 idle cores: 0.50 / 4.0 s vs 0.33 / 3.5 s;
+    # 6x longer on 2 busy cores), on labels of 6,000 they save it (60,000 cells: 11.3-11.9 s vs 14-20 s,
+    # 3 runs each); the result is the same
+    threads = len(os.sched_getaffinity(0)) if transitions.shape[0] >= _ARPACK_THREADED_MIN else 1
+    with threadpool_limits(threads, user_api="blas"):
         evals, evecs = scipy.sparse.linalg.eigsh(transitions, k=n_comps, which="LM",
                                                  v0=arpack_v0(transitions.shape[0], seed))
     evals, evecs = evals.astype(np.float32)[::-1], evecs.astype(np.float32)[:, ::-1]

@@ -1,20 +1,20 @@
 """k-nearest-neighbour graphs in scib-metrics' NeighborsResults form, and the per-embedding graph that
 every task and metric on one embedding shares.
 
-``exact`` is a chunked float32 BLAS search whose candidates are re-measured in float64, so distances
-equal scanpy's (sklearn's brute force) and a cell's distance to itself (or to an
-identical cell) is exactly 0 — the UMAP connectivities read the nearest non-zero distance, so the
+``exact`` is a float32 brute-force search (faiss's on CPU, torch's on a GPU) whose candidates are
+re-measured in float64, so distances equal scanpy's (sklearn's brute force) and a cell's distance to
+itself (or to an identical cell) is exactly 0 — the UMAP connectivities read the nearest non-zero distance, so the
 ~1e-6 self-distances of a plain float32 search changed them by up to 0.7. Equal distances are
 ordered by cell index, as scanpy's brute-force search does. No n x n matrix is ever held.
 ``hnsw`` is faiss-cpu's HNSW graph (approximate, deterministic: single-threaded build). ``auto`` is
-exact up to ``EXACT_MAX_CELLS`` cells (~4e12 flops at 200k x 50 dims: minutes on 2 cores, exact),
-``hnsw`` above; the record's params name the search (``knn``). Chosen by measurement
-(benchmarks/bench_metrics_scale.py --knn-compare; 200,000 synthetic cells x 50 dims, k = 90, 2 shared
-cores, recall@90 against the exact neighbours of 20,000 cells): faiss HNSW (M=32, efSearch=128) 264 s,
-recall 0.958; pynndescent (scib-metrics' Benchmarker search) 487 s plus a 60 s numba compile in every
-process, recall 0.994; faiss IVF-Flat (nprobe 16) 75 s but recall 0.42; the exact search is O(n²) (25x
-the 200k cost at 1M cells). At 10^6 cells the search time decides whether the suites fit, so HNSW,
-with pynndescent (``knn_method: pynndescent``) kept for users who want the Benchmarker's search.
+exact up to ``EXACT_MAX_CELLS`` cells, ``hnsw`` above; the record's params name the search (``knn``).
+Chosen by measurement (benchmarks/bench_metrics_scale.py --knn-compare; 200,000 synthetic cells x 50
+dims, k = 90, recall@90 against a float32 brute force on 20,000 cells): on 2 quiet cores the exact
+search took 92 s (recall 1.0) and faiss HNSW (M=32, efSearch=128) 79 s (recall 0.958), so 200k is
+where they cost the same; the exact search grows as n² (25x at 1M cells), HNSW as ~n log n. Earlier, on
+2 shared cores: HNSW 264 s; pynndescent (scib-metrics' Benchmarker search) 487 s plus a 60 s numba
+compile in every process, recall 0.994; faiss IVF-Flat (nprobe 16) 75 s but recall 0.42. pynndescent
+(``knn_method: pynndescent``) is kept for users who want the Benchmarker's search.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 EXACT_MAX_CELLS = 200_000
 APPROXIMATE = "hnsw"  # the search ``auto`` uses above EXACT_MAX_CELLS
 _HNSW_M, _HNSW_EF_CONSTRUCTION, _HNSW_EF_SEARCH = 32, 80, 128
-_CHUNK_BYTES = {"cpu": 64 * 2**20, "cuda": 2 * 2**30}  # float32 distance block per chunk
+_GPU_CHUNK_BYTES = 2 * 2**30  # float32 distance block per chunk on a GPU
+_FAISS_ROWS = 16_384  # query rows per faiss call (its own tiles bound the memory)
+_REFINE_BYTES = 32 * 2**20  # float64 differences held at once per thread in the re-measurement
 _MARGIN = 16  # extra float32 candidates re-measured in float64
 
 
@@ -97,40 +99,23 @@ def hnsw_knn(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def exact_knn(X: np.ndarray, k: int, *, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """The k nearest cells of every cell (self included, at distance 0), sorted by (distance, index).
 
-    Candidates come from a float32 GEMM + top-k in torch (BLAS threads, or a GPU with device="cuda");
-    they are re-measured in float64 and checked against a float32 error bound, rows that fail the
-    check are redone in float64, so the neighbours are the exact float64 kNN whatever the threads;
-    distances are then rounded the way sklearn's brute force (scanpy's search) rounds them."""
-    try:
-        import torch
-    except ImportError:  # torch is an optional extra; numpy's BLAS does the same work, a bit slower
-        torch = None
-        if device != "cpu":
-            raise
+    Candidates come from a float32 search (faiss on CPU, torch on a GPU); they are re-measured in float64 and checked
+    against a float32 error bound, rows that fail the check are redone in float64, so the neighbours are
+    the exact float64 kNN whatever the threads; distances are then rounded the way sklearn's brute force
+    (scanpy's search) rounds them."""
     X64 = np.asarray(X, dtype=np.float64)
     X64 = X64 - X64.mean(axis=0)  # centring shrinks norms, hence float32 cancellation in |x|²+|y|²-2xy
     sq = np.einsum("ij,ij->i", X64, X64)
     n, dim = X64.shape
-    m = min(n, k + _MARGIN)
-    # bound on the float32 error of a squared distance (dot-product rounding, generous constant)
+    m = int(min(n, k + _MARGIN))
+    # bound on the float32 error of a squared distance (norm and dot-product rounding, generous constant)
     err = 2 * (dim + 4) * np.finfo(np.float32).eps * (sq + sq.max())
-    X32, sq32 = X64.astype(np.float32), sq.astype(np.float32)
-    if torch is not None:
-        X32, sq32 = torch.from_numpy(X32).to(device), torch.from_numpy(sq32).to(device)
-    chunk = max(1, min(n, _CHUNK_BYTES[device.split(":")[0]] // (4 * n)))
     indices = np.empty((n, k), dtype=np.int64)
     distances = np.empty((n, k), dtype=np.float32)
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        if torch is not None:
-            with torch.no_grad():
-                d2 = torch.addmm(sq32[None, :], X32[s:e], X32.T, alpha=-2).add_(sq32[s:e, None])
-                vals, cand = torch.topk(d2, m, dim=1, largest=False, sorted=False)
-                vals, cand = vals.cpu().numpy(), cand.cpu().numpy()
-        else:
-            d2 = sq32[None, :] - 2 * (X32[s:e] @ X32.T) + sq32[s:e, None]
-            cand = np.argpartition(d2, m - 1, axis=1)[:, :m] if m < n else np.broadcast_to(np.arange(n), d2.shape)
-            vals = np.take_along_axis(d2, cand, axis=1)
+    X32 = X64.astype(np.float32)
+    blocks = _faiss_candidates(X32, m) if device == "cpu" else _torch_candidates(X32, m, device)
+    for s, vals, cand in blocks:
+        e = s + cand.shape[0]
         idx, dist = _refine(X64, s, cand, k)
         if m < n:
             # every point outside the candidates has float32 d² >= the largest candidate's; unless that
@@ -144,10 +129,56 @@ def exact_knn(X: np.ndarray, k: int, *, device: str = "cpu") -> tuple[np.ndarray
     return indices, distances
 
 
+def _faiss_candidates(X32: np.ndarray, m: int):
+    """(first row, float32 squared distances, indices) of the m nearest cells, for blocks of rows, by
+    faiss's brute-force search (BLAS GEMM tiles with heap selection: half the time of GEMM + torch.topk
+    on 30k cells x 50 dims)."""
+    import faiss
+
+    for s in range(0, X32.shape[0], _FAISS_ROWS):
+        d2, cand = faiss.knn(X32[s:s + _FAISS_ROWS], X32, m)
+        yield s, d2, cand
+
+
+def _torch_candidates(X32: np.ndarray, m: int, device: str):
+    """The same from torch's GEMM + top-k on ``device`` (a GPU), chunked to bound its memory."""
+    import torch
+
+    n = X32.shape[0]
+    Xt = torch.from_numpy(X32).to(device)
+    sq = (Xt * Xt).sum(dim=1)
+    chunk = max(1, min(n, _GPU_CHUNK_BYTES // (4 * n)))
+    with torch.no_grad():
+        for s in range(0, n, chunk):
+            d2 = torch.addmm(sq[None, :], Xt[s:s + chunk], Xt.T, alpha=-2).add_(sq[s:s + chunk, None])
+            vals, cand = torch.topk(d2, m, dim=1, largest=False, sorted=False)
+            yield s, vals.cpu().numpy(), cand.cpu().numpy()
+
+
 def _refine(X64: np.ndarray, start: int, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact float64 squared distances from rows start.. to their candidates; the k smallest by (distance, index)."""
-    diff = X64[cand] - X64[start:start + cand.shape[0], None, :]
-    d2 = np.einsum("rmd,rmd->rm", diff, diff)
+    """Exact float64 squared distances from rows start.. to their candidates (a difference, then its
+    square: no cancellation); the k smallest by (distance, index). Blocks of rows bound the memory and
+    run in threads (numpy's gather and einsum release the GIL; memory-bound, 2.5 s of 7.8 for 60k cells
+    on one thread)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = max(1, _REFINE_BYTES // (8 * cand.shape[1] * X64.shape[1]))
+    d2 = np.empty(cand.shape)
+
+    def block(a: int) -> None:
+        b = min(a + rows, cand.shape[0])
+        diff = X64[cand[a:b]] - X64[start + a:start + b, None, :]
+        d2[a:b] = np.einsum("rmd,rmd->rm", diff, diff)
+
+    starts = range(0, cand.shape[0], rows)
+    workers = min(len(starts), len(os.sched_getaffinity(0)))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(block, starts))
+    else:
+        for a in starts:
+            block(a)
     order = np.lexsort((cand, d2), axis=1)[:, :k]
     return np.take_along_axis(cand, order, axis=1), np.take_along_axis(d2, order, axis=1)
 

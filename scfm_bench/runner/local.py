@@ -364,8 +364,9 @@ def _run_direct_group(ctx: _Context, tname: str, seed: int, group: list[Cell], d
             res.table.to_csv(tmp, index=False)
     except OSError as exc:
         raise unwritable(ctx.writer.dir, exc) from None
-    timings = Timings(metric_s=time.perf_counter() - t0)
+    metric_s = time.perf_counter() - t0
     for m in models:
+        timings = Timings(metric_s=metric_s, **res.timings.get(m, {}))
         recs = [_result(suite, task=tname, model=m, metric=o.id, value=o.value, status=o.status, reason=o.reason,
                         family=o.family or None, higher_is_better=o.higher_is_better, suite=suite_name,
                         params={"primary": suite.primary, "per_perturbation_table": str(table), **o.params,

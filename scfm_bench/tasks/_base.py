@@ -8,7 +8,7 @@ Tasks never import adapters; they receive embeddings as arrays and gene embeddin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -115,6 +115,9 @@ class DirectResult:
     outcomes: dict[str, list[Outcome]]  # model -> outcomes
     table: Any  # pandas DataFrame, written beside the records (e.g. one row per (fold, perturbation, model))
     info: dict
+    # model -> the records' Timings fields the task measured for it (e.g. a fine-tuned model's training +
+    # prediction seconds as embed_s, and its peak memory), so the leaderboard's efficiency columns show them
+    timings: dict[str, dict] = field(default_factory=dict)
 
 
 class DirectTask(Task):

@@ -152,7 +152,7 @@ class AnnotationFinetune(DirectTask):
                   "n_test_cells": int(len(test)), "classes_excluded_from_training": small,
                   "split": f"test: annotation cv fold 1 of {params.n_folds} (seed {seed}); validation: stratified "
                            f"{params.val_fraction} of the rest", "budget": params.budget.model_dump()}
-        outcomes, rows, encoders = {}, [], {}
+        outcomes, rows, encoders, timings = {}, [], {}, {}
         for m in models:
             how, key = predictor_parts(m)
             adapter = (embedders or {}).get(key)
@@ -174,8 +174,9 @@ class AnnotationFinetune(DirectTask):
             outcomes[m] = probe_outcomes(self.score, suite, X=np.empty((len(test), 0)), y=data.y[test], pred=pred, folds=None,
                                          has_ontology=data.target == "ontology_id", knn_method="auto", prefix="", extra=extra)
             rows += [{"model": m, **h} for h in history]
+            timings[m] = {"embed_s": extra["total_s"], "peak_ram_mb": pm.peak_ram_mb, "peak_gpu_mb": pm.peak_gpu_mb}
         table = pd.DataFrame(rows, columns=["model", "epoch", "train_loss", "val_loss"])
-        return DirectResult(outcomes, table, common)
+        return DirectResult(outcomes, table, common, timings)
 
     def _predict(self, how, model, adapter, data, train, val, test, params, seed, encoders):
         """Test-set predictions, per-epoch history, and what to record."""

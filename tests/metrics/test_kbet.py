@@ -59,6 +59,17 @@ def test_kbet_equals_scib_metrics_on_more_than_8192_cells(make_blobs, monkeypatc
     assert ours == pytest.approx(_scib_kbet_same_randomness(monkeypatch, knn, batch, labels), abs=1e-12)
 
 
+def test_kbet_same_value_with_threaded_arpack(make_blobs, monkeypatch):
+    import scfm_bench.metrics._kbet as kb
+
+    X, labels, batch = make_blobs(n_per=150, n_labels=4, n_batches=3, dim=12, batch_shift=0.3, seed=0)
+    knn = MetricInputs(X=X).knn50
+    single = kbet_per_label(knn, batch, labels)
+    monkeypatch.setattr(kb, "_ARPACK_THREADED_MIN", 0)  # every label's ARPACK on all the cores
+    monkeypatch.setattr(kb.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert kbet_per_label(knn, batch, labels) == single
+
+
 _SCRIPT = """
 import sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})

@@ -38,18 +38,24 @@ def test_umap_connectivities_equal_scanpy(make_blobs, seed):
     assert ours.indices[n + 1, :2].tolist() == [n, n + 1] and ours.distances[n + 1, 1] == 0
 
 
-@pytest.mark.parametrize("torch_installed", [True, False])
-def test_exact_knn_equals_brute_force_float64(monkeypatch, torch_installed):
-    if not torch_installed:  # torch is an optional extra: the numpy path must give the same graph
-        monkeypatch.setitem(__import__("sys").modules, "torch", None)
+@pytest.mark.parametrize("search", ["faiss", "torch"])
+def test_exact_knn_equals_brute_force_float64(monkeypatch, search):
+    import scfm_bench.metrics._neighbors as nb
+
+    if search == "torch":  # the GPU path's candidate search, run here on torch's CPU device
+        monkeypatch.setattr(nb, "_faiss_candidates", lambda X32, m: nb._torch_candidates(X32, m, "cpu"))
+    monkeypatch.setattr(nb, "_FAISS_ROWS", 256)  # several query blocks, and
+    monkeypatch.setattr(nb, "_REFINE_BYTES", 8 * 40 * 8 * 50)  # several re-measured blocks of 50 rows
     rng = np.random.default_rng(3)
     X = (rng.normal(size=(700, 8)) * 50 + 1000).astype(np.float32)  # large offset: cancellation-prone
+    X[650:] = X[:50]  # duplicated cells: distance-0 ties, ordered by index
     idx, dist = exact_knn(X, 30)
     X64 = X.astype(np.float64)
     D = np.sqrt(((X64[:, None, :] - X64[None, :, :]) ** 2).sum(-1))
     order = np.lexsort((np.broadcast_to(np.arange(len(X)), D.shape), D), axis=1)[:, :30]
     np.testing.assert_array_equal(idx, order)
     np.testing.assert_allclose(dist, np.take_along_axis(D, order, axis=1), rtol=1e-6)
+    assert (dist[650:, 1] == 0).all() and (dist[:, 0] == 0).all()
 
 
 def test_one_graph_per_embedding_shared_by_tasks(make_blobs, monkeypatch):

@@ -253,7 +253,7 @@ def test_not_in_the_default_run():
 @pytest.mark.slow
 def test_through_the_cli_with_a_tiny_checkpoint(tmp_path):
     """mlp_pca, mlp_hvg and the three scGPT modes on an .h5ad: records with the suite's plain ids, the
-    budget, time and peak memory; the per-epoch table beside them; a model without checkpoint is skipped."""
+    budget, time and peak memory (also as the records' timings); the per-epoch table beside them; a model without checkpoint is skipped."""
     ad = labelled_counts(SYMBOLS, n_per=25)
     ad.write_h5ad(tmp_path / "toy.h5ad")
     ckpt = build_scgpt(tmp_path / "scgpt")
@@ -270,6 +270,8 @@ def test_through_the_cli_with_a_tiny_checkpoint(tmp_path):
     p = f1["lora_scgpt"]["params"]
     assert p["budget"]["epochs"] == 10 and p["mode"] == "lora" and p["lora"]["r"] == 8 and p["device"] == "cpu"
     assert p["peak_memory_mb"] > 0 and p["epochs_run"] >= 1 and p["precision"] == "fp32"
+    t = f1["lora_scgpt"]["timings"]  # the leaderboard's efficiency columns: training + prediction, peak RSS
+    assert t["embed_s"] == p["total_s"] and t["peak_ram_mb"] == p["peak_ram_mb"] > 0
     skipped = [x for x in recs if x["model"] == "head_geneformer"]
     assert skipped and skipped[0]["status"] == "skipped"
     tables = list((tmp_path / "out").glob("runs/*/tables/annotation_finetune__*.csv"))
