@@ -110,8 +110,8 @@ class Adapter:
         return self.params.model_dump(mode="json")
 
 
-def obs_column(adata: "AnnData", role: Literal["label", "batch"], model: str) -> "np.ndarray":
-    """The label or batch column the runner declared in ``uns["scfm_bench_fields"]``."""
+def obs_column(adata: "AnnData", role: Literal["label", "batch", "ontology_id"], model: str) -> "np.ndarray":
+    """The label, batch or Cell Ontology id column the runner declared in ``uns["scfm_bench_fields"]``."""
     from scfm_bench.exceptions import CellSkipped
 
     key = adata.uns.get("scfm_bench_fields", {}).get(role)
