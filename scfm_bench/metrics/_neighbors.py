@@ -3,9 +3,9 @@ every task and metric on one embedding shares.
 
 ``exact`` is a float32 brute-force search (faiss's on CPU, torch's on a GPU) whose candidates are
 re-measured in float64, so distances equal scanpy's (sklearn's brute force) and a cell's distance to
-itself (or to an identical cell) is exactly 0 — the UMAP connectivities read the nearest non-zero distance, so the
-~1e-6 self-distances of a plain float32 search changed them by up to 0.7. Equal distances are
-ordered by cell index, as scanpy's brute-force search does. No n x n matrix is ever held.
+itself (or to an identical cell) is exactly 0 — the UMAP connectivities read the nearest non-zero
+distance, so the ~1e-6 self-distances of a plain float32 search changed them by up to 0.7. Equal
+distances are ordered by cell index, as scanpy's brute-force search does. No n x n matrix is ever held.
 ``hnsw`` is faiss-cpu's HNSW graph (approximate, deterministic: single-threaded build). ``auto`` is
 exact up to ``EXACT_MAX_CELLS`` cells, ``hnsw`` above; the record's params name the search (``knn``).
 Chosen by measurement (benchmarks/bench_metrics_scale.py --knn-compare; 200,000 synthetic cells x 50
@@ -99,10 +99,10 @@ def hnsw_knn(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def exact_knn(X: np.ndarray, k: int, *, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """The k nearest cells of every cell (self included, at distance 0), sorted by (distance, index).
 
-    Candidates come from a float32 search (faiss on CPU, torch on a GPU); they are re-measured in float64 and checked
-    against a float32 error bound, rows that fail the check are redone in float64, so the neighbours are
-    the exact float64 kNN whatever the threads; distances are then rounded the way sklearn's brute force
-    (scanpy's search) rounds them."""
+    Candidates come from a float32 search (faiss on CPU, torch on a GPU); they are re-measured in
+    float64 and checked against a float32 error bound, rows that fail the check are redone in float64,
+    so the neighbours are the exact float64 kNN whatever the threads; distances are then rounded the way
+    sklearn's brute force (scanpy's search) rounds them."""
     X64 = np.asarray(X, dtype=np.float64)
     X64 = X64 - X64.mean(axis=0)  # centring shrinks norms, hence float32 cancellation in |x|²+|y|²-2xy
     sq = np.einsum("ij,ij->i", X64, X64)
