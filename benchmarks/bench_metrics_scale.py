@@ -99,6 +99,8 @@ def run_ours(embs, labels, batch, X_pre, leiden: bool) -> dict:
             outs = evaluate_suite(SimpleNamespace(metrics=entries), inputs)
             outcomes += outs
             rss.update({o.id: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 for o in outs})
+        print(f"embedding {len(out) + 1}/{len(embs)}: {time.perf_counter() - t0:.1f} s (kNN {knn_s:.1f} s), peak RSS "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", file=sys.stderr, flush=True)
         out.append({"total_s": time.perf_counter() - t0, "knn_s": knn_s,
                     "metric_s": {o.id: o.metric_s for o in outcomes}, "peak_rss_after_mb": rss,
                     "sampling": {o.id: o.params["sampling"] for o in outcomes if "sampling" in o.params},
