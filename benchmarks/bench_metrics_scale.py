@@ -13,7 +13,7 @@ largest |ours - Benchmarker| over metrics and embeddings, and the ratio of media
 
 ``--alone`` sizes run both suites (batch integration and zero-shot, Leiden sweep included) under the
 default large-n policy (exact kNN up to 200k cells, faiss HNSW above; quadratic metrics on the
-declared 50,000-cell subsample above 50k), one metric at a time so each gets its seconds and the
+declared 100,000-cell subsample above 100k), one metric at a time so each gets its seconds and the
 process's peak RSS after it; the scaling exponent is fitted per metric over all sizes run.
 """
 
