@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -84,6 +85,12 @@ class Metric:
         if unknown:
             raise TypeError(f"metric {self.spec.key!r} has no option(s) {sorted(unknown)}; options: {sorted(self.options())}")
         return self.fn(*(getattr(inputs, name) for name in self.spec.inputs), **kwargs)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a Slurm allocation, taskset), which bounds
+    the threads of the metric kernels."""
+    return len(os.sched_getaffinity(0))
 
 
 def metric(spec: MetricSpec) -> Callable[[Callable], Metric]:

@@ -13,10 +13,10 @@ equality with scib-metrics' function given the same start vector and exact neigh
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
+
+from scfm_bench.metrics._base import usable_cores
 
 _EPS = 1e-8  # scib-metrics' diffusion_nn adds it to the eigenvalues
 _SIZE_MAX = 2**31 - 1
@@ -43,7 +43,7 @@ def diffusion_nn(conn, k: int, n_comps: int, seed: int):
     # cost time (kBET on 2,000 / 20,000 cells in 10 labels, 2 idle cores: 0.50 / 4.0 s vs 0.33 / 3.5 s;
     # 6x longer on 2 busy cores), on labels of 6,000 they save it (60,000 cells: 11.3-11.9 s vs 14-20 s,
     # 3 runs each); the result is the same
-    threads = len(os.sched_getaffinity(0)) if transitions.shape[0] >= _ARPACK_THREADED_MIN else 1
+    threads = usable_cores() if transitions.shape[0] >= _ARPACK_THREADED_MIN else 1
     with threadpool_limits(threads, user_api="blas"):
         evals, evecs = scipy.sparse.linalg.eigsh(transitions, k=n_comps, which="LM",
                                                  v0=arpack_v0(transitions.shape[0], seed))

@@ -160,8 +160,9 @@ def _refine(X64: np.ndarray, start: int, cand: np.ndarray, k: int) -> tuple[np.n
     square: no cancellation); the k smallest by (distance, index). Blocks of rows bound the memory and
     run in threads (numpy's gather and einsum release the GIL; memory-bound, 2.5 s of 7.8 for 60k cells
     on one thread)."""
-    import os
     from concurrent.futures import ThreadPoolExecutor
+
+    from scfm_bench.metrics._base import usable_cores
 
     rows = max(1, _REFINE_BYTES // (8 * cand.shape[1] * X64.shape[1]))
     d2 = np.empty(cand.shape)
@@ -172,7 +173,7 @@ def _refine(X64: np.ndarray, start: int, cand: np.ndarray, k: int) -> tuple[np.n
         d2[a:b] = np.einsum("rmd,rmd->rm", diff, diff)
 
     starts = range(0, cand.shape[0], rows)
-    workers = min(len(starts), len(os.sched_getaffinity(0)))
+    workers = min(len(starts), usable_cores())
     if workers > 1:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(block, starts))

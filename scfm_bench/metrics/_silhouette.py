@@ -15,12 +15,13 @@ and isolated labels on one embedding share one pass.
 
 from __future__ import annotations
 
-import os
 import weakref
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from scfm_bench.metrics._base import usable_cores
 
 _ROWS = 256  # rows per chunk
 _TILE = 4096  # columns per tile: 256 x 4096 float32 = 4 MiB, in cache
@@ -69,7 +70,7 @@ def cluster_distance_sums(X: np.ndarray, codes: np.ndarray, n_codes: int,
             out[:, c] += d.sum(axis=1, dtype=np.float64)
 
     blas = max((p.get("num_threads", 1) for p in threadpool_info() if p.get("user_api") == "blas"), default=1)
-    workers = max(1, min(blas, len(os.sched_getaffinity(0))))
+    workers = max(1, min(blas, usable_cores()))
     with threadpool_limits(1, user_api="blas"):
         if workers == 1:
             for r0 in range(0, n, _ROWS):

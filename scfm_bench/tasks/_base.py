@@ -109,7 +109,6 @@ class EmbeddingTask(Task):
         raise NotImplementedError
 
 
-
 @dataclass
 class DirectResult:
     outcomes: dict[str, list[Outcome]]  # model -> outcomes
