@@ -4,16 +4,22 @@ scib-metrics rebuilds the igraph graph from the connectivities for each of the 1
 sweep (python-igraph turns the sparse matrix into a Python list of edge tuples); the graph is the same
 every time, and the Leiden run at each resolution depends only on that graph, the resolution and the
 seed it reseeds igraph's generator with. Building it once and reseeding per resolution therefore gives
-its clusterings; tests/metrics/test_leiden.py checks equality with its function.
+its clusterings, in any order and in any process; tests/metrics/test_leiden.py checks equality with its
+function. python-igraph holds the GIL, so the sweep is parallel in forked processes that inherit the
+graph (pickling it would cost as much as a resolution at 10⁶ cells): on graphs of PARALLEL_MIN_CELLS
+cells or more by default, over the process's cores.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 
 import numpy as np
 
 RESOLUTIONS = np.array([2 * x / 10 for x in range(1, 11)])  # scib-metrics' sweep: 0.2, 0.4, ..., 2.0
+PARALLEL_MIN_CELLS = 20_000  # below, a resolution takes < 0.3 s and forking buys nothing
+_GRAPH = None  # the graph being swept, read by the forked workers
 
 
 def leiden_graph(conn):
@@ -25,30 +31,72 @@ def leiden_graph(conn):
     return g
 
 
-def nmi_ari_at(g, labels: np.ndarray, resolution: float, seed: int) -> tuple[float, float]:
+def leiden_membership(g, resolution: float, seed: int) -> np.ndarray:
     import igraph
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     igraph.set_random_number_generator(random.Random(seed))
-    pred = np.asarray(g.community_leiden(objective_function="modularity", weights="weight", resolution=resolution).membership)
+    return np.asarray(g.community_leiden(objective_function="modularity", weights="weight", resolution=resolution).membership)
+
+
+def _worker_membership(resolution: float, seed: int) -> np.ndarray:
+    return leiden_membership(_GRAPH, resolution, seed).astype(np.int32)
+
+
+def sweep_jobs(n_cells: int, n_jobs: int | None, n_resolutions: int = len(RESOLUTIONS)) -> int:
+    """Processes for the sweep: ``n_jobs``, or by default the usable cores on graphs of
+    PARALLEL_MIN_CELLS cells or more; 1 where forking is unavailable or not allowed (not Linux, or
+    inside a daemonic worker, which may not have children)."""
+    import multiprocessing
+
+    from scfm_bench.metrics._base import usable_cores
+
+    if sys.platform != "linux" or multiprocessing.current_process().daemon:
+        return 1
+    if n_jobs is None:
+        n_jobs = usable_cores() if n_cells >= PARALLEL_MIN_CELLS else 1
+    return max(1, min(int(n_jobs), n_resolutions))
+
+
+def sweep_memberships(g, resolutions, seed: int, n_jobs: int) -> list[np.ndarray]:
+    """The Leiden clustering at each resolution, in ``n_jobs`` forked processes when > 1."""
+    global _GRAPH
+    if n_jobs == 1:
+        return [leiden_membership(g, r, seed) for r in resolutions]
+    import multiprocessing
+    import warnings
+
+    _GRAPH = g
+    try:
+        with warnings.catch_warnings():
+            # the children only run igraph's C code and numpy: no lock another thread (BLAS, JAX) holds
+            warnings.filterwarnings("ignore", message=".*use of fork\\(\\) may lead to deadlocks", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message="os.fork\\(\\) was called", category=RuntimeWarning)  # JAX's
+            with multiprocessing.get_context("fork").Pool(n_jobs) as pool:
+                return pool.starmap(_worker_membership, [(r, seed) for r in resolutions], chunksize=1)
+    finally:
+        _GRAPH = None
+
+
+def _nmi_ari(labels: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
     return (float(normalized_mutual_info_score(labels, pred, average_method="arithmetic")),
             float(adjusted_rand_score(labels, pred)))
 
 
 def nmi_ari_leiden(conn, labels: np.ndarray, *, optimize_resolution: bool = True, resolution: float = 1.0,
-                   seed: int = 42, n_jobs: int = 1) -> dict[str, float]:
+                   seed: int = 42, n_jobs: int | None = None, resolutions=None) -> dict[str, float]:
     """NMI at the resolution with the best NMI over the sweep (ARI at that resolution), or at
-    ``resolution``; ``n_jobs`` > 1 runs the resolutions in joblib processes (a copy of the graph each)."""
+    ``resolution``; the sweep runs in ``sweep_jobs(n, n_jobs)`` processes (the same values in any number).
+    ``resolutions`` replaces scib-metrics' sweep (RESOLUTIONS), e.g. a shorter one for 10⁶ cells: a
+    declared option whose value equals the full sweep's only when it holds the best resolution."""
     g = leiden_graph(conn)
     labels = np.asarray(labels)
     if not optimize_resolution:
-        nmi, ari = nmi_ari_at(g, labels, resolution, seed)
+        nmi, ari = _nmi_ari(labels, leiden_membership(g, resolution, seed))
         return {"nmi": nmi, "ari": ari}
-    if n_jobs == 1:
-        out = [nmi_ari_at(g, labels, r, seed) for r in RESOLUTIONS]
-    else:
-        from joblib import Parallel, delayed
-
-        out = Parallel(n_jobs=n_jobs)(delayed(nmi_ari_at)(g, labels, r, seed) for r in RESOLUTIONS)
+    sweep = RESOLUTIONS if resolutions is None else [float(r) for r in resolutions]
+    jobs = sweep_jobs(g.vcount(), n_jobs, len(sweep))
+    out = [_nmi_ari(labels, pred) for pred in sweep_memberships(g, sweep, seed, jobs)]
     nmi, ari = out[int(np.argmax([o[0] for o in out]))]
     return {"nmi": nmi, "ari": ari}
