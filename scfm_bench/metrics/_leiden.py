@@ -19,7 +19,7 @@ import numpy as np
 
 RESOLUTIONS = np.array([2 * x / 10 for x in range(1, 11)])  # scib-metrics' sweep: 0.2, 0.4, ..., 2.0
 PARALLEL_MIN_CELLS = 20_000  # below, a resolution takes < 0.3 s and forking buys nothing
-_GRAPH = None  # the graph being swept, read by the forked workers
+_GRAPH = None  # in a forked worker: the graph being swept
 
 
 def leiden_graph(conn):
@@ -36,6 +36,11 @@ def leiden_membership(g, resolution: float, seed: int) -> np.ndarray:
 
     igraph.set_random_number_generator(random.Random(seed))
     return np.asarray(g.community_leiden(objective_function="modularity", weights="weight", resolution=resolution).membership)
+
+
+def _set_graph(g) -> None:
+    global _GRAPH
+    _GRAPH = g
 
 
 def _worker_membership(resolution: float, seed: int) -> np.ndarray:
@@ -58,23 +63,19 @@ def sweep_jobs(n_cells: int, n_jobs: int | None, n_resolutions: int = len(RESOLU
 
 
 def sweep_memberships(g, resolutions, seed: int, n_jobs: int) -> list[np.ndarray]:
-    """The Leiden clustering at each resolution, in ``n_jobs`` forked processes when > 1."""
-    global _GRAPH
+    """The Leiden clustering at each resolution, in ``n_jobs`` forked processes when > 1 (a forked
+    worker's initargs are inherited, not pickled)."""
     if n_jobs == 1:
         return [leiden_membership(g, r, seed) for r in resolutions]
     import multiprocessing
     import warnings
 
-    _GRAPH = g
-    try:
-        with warnings.catch_warnings():
-            # the children only run igraph's C code and numpy: no lock another thread (BLAS, JAX) holds
-            warnings.filterwarnings("ignore", message=".*use of fork\\(\\) may lead to deadlocks", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", message="os.fork\\(\\) was called", category=RuntimeWarning)  # JAX's
-            with multiprocessing.get_context("fork").Pool(n_jobs) as pool:
-                return pool.starmap(_worker_membership, [(r, seed) for r in resolutions], chunksize=1)
-    finally:
-        _GRAPH = None
+    with warnings.catch_warnings():
+        # the children only run igraph's C code and numpy: no lock another thread (BLAS, JAX) holds
+        warnings.filterwarnings("ignore", message=".*use of fork\\(\\) may lead to deadlocks", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message="os.fork\\(\\) was called", category=RuntimeWarning)  # JAX's
+        with multiprocessing.get_context("fork").Pool(n_jobs, initializer=_set_graph, initargs=(g,)) as pool:
+            return pool.starmap(_worker_membership, [(r, seed) for r in resolutions], chunksize=1)
 
 
 def _nmi_ari(labels: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
