@@ -6,8 +6,8 @@ every time, and the Leiden run at each resolution depends only on that graph, th
 seed it reseeds igraph's generator with. Building it once and reseeding per resolution therefore gives
 its clusterings, in any order and in any process; tests/metrics/test_leiden.py checks equality with its
 function. python-igraph holds the GIL, so the sweep is parallel in forked processes that inherit the
-graph (never pickled: 10⁶ cells make tens of millions of weighted edges): on graphs of PARALLEL_MIN_CELLS cells
-or more by default, over the process's cores.
+graph (never pickled: 10⁶ cells make tens of millions of weighted edges): by default on graphs of
+PARALLEL_MIN_CELLS cells or more, over the process's cores.
 """
 
 from __future__ import annotations
